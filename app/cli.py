@@ -1,0 +1,127 @@
+"""CLI groups: ``flask demo load``, ``flask tenants create``, ``flask storage init``. Safe to re-run."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+
+from app.extensions import db
+from tenants.context import tenant_context
+
+DEMO_PASSWORD = "detail-demo-2026"
+
+DEMO = [
+    {
+        "business_name": "Acme Mobile Detailing", "subdomain": "acme", "time_zone": "America/Chicago",
+        "currency": "USD", "plan": "pro", "brand_color": "#0f766e",
+        "tagline": "Showroom shine in your driveway, all over Austin",
+        "owner": ("owner@acme.test", "Alex Moreno"),
+        "team": [("admin@acme.test", "Priya Shah", "admin"), ("tech1@acme.test", "Jordan Lee", "tech"),
+                 ("tech2@acme.test", "Sam Ortiz", "tech")],
+    },
+    {
+        "business_name": "Bravo Auto Spa", "subdomain": "bravo", "time_zone": "America/Chicago",
+        "currency": "USD", "plan": "starter", "brand_color": "#1d4ed8",
+        "tagline": "Ceramic coatings and interior resets at your door",
+        "owner": ("owner@bravo.test", "Blake Turner"),
+        "team": [("tech@bravo.test", "Casey Nguyen", "tech")],
+    },
+]
+
+
+def init_app(app) -> None:
+    app.cli.add_command(demo)
+    app.cli.add_command(tenants_cli)
+    app.cli.add_command(storage_cli)
+
+
+@click.group("demo")
+def demo():
+    """Demo data."""
+
+
+@demo.command("load")
+def demo_load():
+    """Create the acme and bravo demo businesses (skips ones that exist)."""
+    from app.accounts import services as accounts
+    from tenants.lookup import tenant_id_for_subdomain
+    from tenants.provisioning import provision_tenant
+
+    for spec in DEMO:
+        if tenant_id_for_subdomain(spec["subdomain"]):
+            click.echo(f"  {spec['subdomain']}: already there")
+            db.session.rollback()
+            continue
+        owner_email, owner_name = spec["owner"]
+        tenant, owner = provision_tenant(
+            business_name=spec["business_name"], subdomain=spec["subdomain"], time_zone=spec["time_zone"],
+            currency=spec["currency"], owner_email=owner_email, owner_name=owner_name,
+            password=DEMO_PASSWORD, plan=spec["plan"],
+        )
+        tenant.brand_color = spec["brand_color"]
+        tenant.tagline = spec["tagline"]
+        tenant.contact_phone = "+1 512 555 0100"
+        with tenant_context(tenant.id, db.session):
+            for email, name, role in spec["team"]:
+                accounts.create_user(tenant.id, email=email, name=name, role=role, password=DEMO_PASSWORD)
+        db.session.commit()
+        click.echo(f"  {spec['subdomain']}: created")
+
+
+@demo.command("logins")
+def demo_logins():
+    """Print the demo URLs and logins."""
+    from app.urls import app_url, site_url
+
+    click.echo(f"Dashboard:   {app_url('/')}")
+    for spec in DEMO:
+        click.echo(f"Booking site: {site_url(spec['subdomain'])}")
+        click.echo(f"  owner  {spec['owner'][0]}")
+        for email, _, role in spec["team"]:
+            click.echo(f"  {role:<6} {email}")
+    click.echo(f"Password for every demo login: {DEMO_PASSWORD}")
+
+
+@click.group("tenants")
+def tenants_cli():
+    """Tenants."""
+
+
+@tenants_cli.command("create")
+@click.option("--name", required=True)
+@click.option("--subdomain", required=True)
+@click.option("--time-zone", default="America/New_York")
+@click.option("--currency", default="USD")
+@click.option("--owner-email", required=True)
+@click.option("--owner-name", required=True)
+@click.password_option()
+def tenants_create(name, subdomain, time_zone, currency, owner_email, owner_name, password):
+    """Provision a business and its owner."""
+    from app.errors import ValidationFailed
+    from tenants.provisioning import provision_tenant
+
+    try:
+        tenant, _ = provision_tenant(business_name=name, subdomain=subdomain, time_zone=time_zone,
+                                     currency=currency, owner_email=owner_email, owner_name=owner_name,
+                                     password=password)
+    except ValidationFailed as exc:
+        db.session.rollback()
+        for field, message in exc.errors.items():
+            click.echo(f"{field}: {message}", err=True)
+        raise SystemExit(1) from None
+    db.session.commit()
+    click.echo(f"created {tenant.subdomain} ({tenant.id})")
+
+
+@click.group("storage")
+def storage_cli():
+    """Object storage."""
+
+
+@storage_cli.command("init")
+def storage_init():
+    """Create the media bucket if it is missing."""
+    from app.media import storage
+
+    storage.ensure_bucket()
+    click.echo(f"bucket {current_app.config['S3_BUCKET']} ready")

@@ -1,0 +1,135 @@
+"""Configuration, read from environment variables in one place."""
+
+from __future__ import annotations
+
+import os
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Parse a boolean strictly: a typo must not silently flip a security setting."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+class Config:
+    ENV_NAME = "development"
+    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-secret-key-change-me")
+    BASE_DOMAIN = os.environ.get("BASE_DOMAIN", "localhost").strip().lower().rstrip(".")
+    # Scheme and port used when we build links for e-mails and cross-host redirects.
+    PUBLIC_SCHEME = os.environ.get("PUBLIC_SCHEME", "http")
+    PUBLIC_PORT = os.environ.get("PUBLIC_PORT", "5000")
+
+    # The app role (no table ownership, no BYPASSRLS) serves requests and jobs;
+    # the owner role only runs migrations.
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "DATABASE_URL",
+        "postgresql+psycopg://fieldday_app:fieldday_app@127.0.0.1:5432/fieldday",
+    )
+    DATABASE_OWNER_URL = os.environ.get(
+        "DATABASE_OWNER_URL",
+        "postgresql+psycopg://fieldday_owner:fieldday_owner@127.0.0.1:5432/fieldday",
+    )
+    DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 10_000)
+    DB_LOCK_TIMEOUT_MS = env_int("DB_LOCK_TIMEOUT_MS", 5_000)
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+    REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+    S3_ENDPOINT_URL = os.environ.get("S3_ENDPOINT_URL", "http://127.0.0.1:8333")
+    S3_ACCESS_KEY_ID = os.environ.get("S3_ACCESS_KEY_ID", "fieldday")
+    S3_SECRET_ACCESS_KEY = os.environ.get("S3_SECRET_ACCESS_KEY", "fieldday-secret")
+    S3_BUCKET = os.environ.get("S3_BUCKET", "fieldday-media")
+    S3_REGION = os.environ.get("S3_REGION", "us-east-1")
+
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "console")  # "smtp" or "console"
+    SMTP_HOST = os.environ.get("SMTP_HOST", "127.0.0.1")
+    SMTP_PORT = env_int("SMTP_PORT", 25)
+    SMTP_USERNAME = os.environ.get("SMTP_USERNAME", "")
+    SMTP_PASSWORD = os.environ.get("SMTP_PASSWORD", "")
+    SMTP_STARTTLS = env_bool("SMTP_STARTTLS", False)
+    MAIL_FROM = os.environ.get("MAIL_FROM", "Fieldday <no-reply@fieldday.localhost>")
+
+    # Sessions: host-only cookie (no Domain), so booking sites never receive it.
+    SESSION_COOKIE_NAME = os.environ.get("SESSION_COOKIE_NAME", "fd_session")
+    SESSION_COOKIE_DOMAIN = False
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+    PERMANENT_SESSION_LIFETIME = 60 * 60 * 24 * 14
+    REMEMBER_COOKIE_DURATION = 0
+
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 10 * 1024 * 1024)
+    MAX_FORM_MEMORY_SIZE = 500_000
+    WTF_CSRF_TIME_LIMIT = 60 * 60 * 8
+
+    RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_HEADERS_ENABLED = True
+    # If Redis is down, fall back to per-process memory limits instead of failing logins.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
+    LOGIN_LIMIT_PER_EMAIL = os.environ.get("LOGIN_LIMIT_PER_EMAIL", "10 per minute")
+    LOGIN_LIMIT_PER_IP = os.environ.get("LOGIN_LIMIT_PER_IP", "30 per minute")
+
+    PROXY_FIX_HOPS = env_int("PROXY_FIX_HOPS", 0)
+    HSTS = env_bool("HSTS", False)
+
+    PASSWORD_HASH_PROFILE = "default"  # argon2id RFC 9106 low-memory
+    INVITE_MAX_AGE_S = 7 * 24 * 3600
+    PASSWORD_RESET_MAX_AGE_S = 3600
+
+    RQ_QUEUES = ["default", "email"]
+    JOBS_SYNC = False  # run jobs inline (only for one-off scripts; tests use a real worker)
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SESSION_COOKIE_NAME = "__Host-fd_session"
+    SESSION_COOKIE_SECURE = True
+    PUBLIC_SCHEME = "https"
+    PUBLIC_PORT = os.environ.get("PUBLIC_PORT", "")
+    HSTS = True
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "smtp")
+    PROXY_FIX_HOPS = env_int("PROXY_FIX_HOPS", 1)
+
+    @classmethod
+    def check(cls) -> None:
+        missing = [n for n in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL") if not os.environ.get(n)]
+        if missing:
+            raise RuntimeError(f"production refuses to start without: {', '.join(missing)}")
+
+
+class TestConfig(Config):
+    ENV_NAME = "test"
+    TESTING = True
+    SECRET_KEY = "test-secret-key"
+    MAIL_BACKEND = "smtp"
+    PASSWORD_HASH_PROFILE = "fast"
+
+
+def load_config(name: str | None = None) -> type[Config]:
+    name = name or os.environ.get("FIELDDAY_ENV", "development")
+    configs = {"development": Config, "production": ProductionConfig, "test": TestConfig}
+    if name not in configs:
+        raise ValueError(f"FIELDDAY_ENV must be one of {sorted(configs)}, got {name!r}")
+    cfg = configs[name]
+    if cfg is ProductionConfig:
+        ProductionConfig.check()
+    return cfg

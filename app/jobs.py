@@ -1,0 +1,101 @@
+"""RQ conventions (DESIGN §9, STYLE "Jobs").
+
+Every job is enqueued with the JSON serializer, takes ``tenant_id`` as its first
+argument, enters that tenant's RLS context itself, commits once, and retries with
+backoff before landing in the failed registry. A job without a tenant fails at
+once, before touching the database.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import uuid
+from typing import Any, Callable
+
+from flask import current_app
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+
+from app.extensions import db, get_redis
+from tenants.context import tenant_context
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY = Retry(max=3, interval=[10, 60, 300])
+
+
+class MissingTenant(Exception):
+    """A job arrived without a valid tenant id."""
+
+
+def get_queue(name: str = "default") -> Queue:
+    return Queue(name, connection=get_redis(), serializer=JSONSerializer)
+
+
+_forked_pid: int | None = None
+
+
+def _fresh_pool_after_fork() -> None:
+    # RQ forks a work-horse per job; connections inherited from the parent must not
+    # be shared (SQLAlchemy "using connection pools with multiprocessing").
+    global _forked_pid
+    pid = os.getpid()
+    if _forked_pid != pid:
+        _forked_pid = pid
+        db.engine.dispose(close=False)
+
+
+def parse_tenant_id(value: Any) -> uuid.UUID:
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        raise MissingTenant(f"job needs a tenant_id, got {value!r}") from None
+
+
+def job(queue: str = "default", *, retry: Retry | None = DEFAULT_RETRY, timeout: int = 180):
+    """Declare an RQ job. ``fn.enqueue(tenant_id, *args)`` queues it."""
+
+    def decorate(fn: Callable[..., Any]):
+        @functools.wraps(fn)
+        def run(tenant_id, *args, **kwargs):
+            tid = parse_tenant_id(tenant_id)
+            _fresh_pool_after_fork()
+            with tenant_context(tid):
+                try:
+                    result = fn(tid, *args, **kwargs)
+                    db.session.commit()
+                    return result
+                except Exception:
+                    db.session.rollback()
+                    raise
+                finally:
+                    db.session.remove()
+
+        def enqueue(tenant_id, *args, **kwargs):
+            tid = str(parse_tenant_id(tenant_id))
+            args = tuple(str(a) if isinstance(a, uuid.UUID) else a for a in args)
+            if current_app.config.get("JOBS_SYNC"):
+                return run(tid, *args, **kwargs)
+            return get_queue(queue).enqueue(
+                run, tid, *args, **kwargs, retry=retry, job_timeout=timeout,
+                failure_ttl=7 * 24 * 3600, result_ttl=3600,
+            )
+
+        run.enqueue = enqueue  # type: ignore[attr-defined]
+        run.queue_name = queue  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+def init_app(app) -> None:
+    @app.cli.command("worker")
+    def worker() -> None:
+        """Run an RQ worker (with its scheduler) in the app context."""
+        from rq import Worker
+
+        queues = [get_queue(name) for name in app.config["RQ_QUEUES"]]
+        w = Worker(queues, connection=get_redis(), serializer=JSONSerializer)
+        w.work(with_scheduler=True)

@@ -1,0 +1,17 @@
+"""Blueprints per audience. Each is bound to a pseudo-subdomain (see FielddayFlask)."""
+
+from __future__ import annotations
+
+
+def register_web(app) -> None:
+    from app.web import api, assets, auth, dashboard, errors, filters, health, security, site
+
+    assets.init_app(app)
+    filters.init_app(app)
+    security.init_app(app)
+    errors.init_app(app)
+    health.init_app(app)
+    app.register_blueprint(auth.bp, subdomain="app")
+    app.register_blueprint(dashboard.bp, subdomain="app")
+    app.register_blueprint(api.bp, subdomain="app", url_prefix="/api/v1")
+    app.register_blueprint(site.bp, subdomain="site")

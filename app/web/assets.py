@@ -1,0 +1,39 @@
+"""Static files built by npm (scripts/build-assets.mjs) with hashed names and a manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from flask import Blueprint, current_app, g, url_for
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static")
+
+bp = Blueprint("assets", __name__, static_folder=STATIC_DIR, static_url_path="/static")
+
+
+def _manifest() -> dict:
+    cached = current_app.extensions.get("asset_manifest")
+    if cached is None or current_app.debug:
+        path = os.path.join(STATIC_DIR, "dist", "manifest.json")
+        try:
+            with open(path) as fh:
+                cached = json.load(fh)
+        except FileNotFoundError:
+            raise RuntimeError("static assets are not built: run `npm ci && npm run build`") from None
+        current_app.extensions["asset_manifest"] = cached
+    return cached
+
+
+def asset_url(name: str) -> str:
+    filename = _manifest()[name]
+    endpoint = "site_assets.static" if g.get("audience") == "site" else "assets.static"
+    return url_for(endpoint, filename=f"dist/{filename}")
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp, subdomain="app")
+    app.register_blueprint(bp, subdomain="site", name="site_assets")
+    # Hashed names never change content: let browsers keep them for a year.
+    app.config.setdefault("SEND_FILE_MAX_AGE_DEFAULT", 365 * 24 * 3600)
+    app.context_processor(lambda: {"asset_url": asset_url})

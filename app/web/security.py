@@ -1,0 +1,29 @@
+"""Security headers on every response (RELIABILITY §7, ASVS 5.0 V3.4)."""
+
+from __future__ import annotations
+
+from flask import g, request
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def init_app(app) -> None:
+    @app.after_request
+    def add_security_headers(response):
+        h = response.headers
+        h.setdefault("Content-Security-Policy", CSP)
+        h["X-Content-Type-Options"] = "nosniff"
+        h["X-Frame-Options"] = "DENY"
+        h["Referrer-Policy"] = g.get("referrer_policy", "strict-origin-when-cross-origin")
+        h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(self), payment=()"
+        h["Cross-Origin-Opener-Policy"] = "same-origin"
+        if app.config["HSTS"]:
+            h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        if g.get("audience") == "app" and request.endpoint and not request.endpoint.endswith("static"):
+            # Dashboard pages carry private data: never cache them anywhere.
+            h.setdefault("Cache-Control", "no-store")
+        return response

@@ -1,0 +1,28 @@
+// Copies our own CSS/JS and the npm libraries into app/static/dist with content-hashed
+// names, and writes manifest.json mapping logical names to files (read by asset_url()).
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, extname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const out = join(root, "app", "static", "dist");
+const sources = {
+  "app.css": "app/static/src/app.css",
+  "app.js": "app/static/src/app.js",
+  "htmx.min.js": "node_modules/htmx.org/dist/htmx.min.js",
+};
+
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out, { recursive: true });
+const manifest = {};
+for (const [name, rel] of Object.entries(sources)) {
+  const body = readFileSync(join(root, rel));
+  const hash = createHash("sha256").update(body).digest("hex").slice(0, 10);
+  const ext = extname(name);
+  const file = `${name.slice(0, -ext.length)}.${hash}${ext}`;
+  writeFileSync(join(out, file), body);
+  manifest[name] = file;
+}
+writeFileSync(join(out, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+console.log(`built ${Object.keys(manifest).length} assets into app/static/dist`);

@@ -1,0 +1,1 @@
+"""The multi-tenancy layer: host resolution, the RLS context, plans, provisioning."""

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+
+
+class Tenant(db.Model):
+    __tablename__ = "tenants"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    subdomain: Mapped[str]
+    name: Mapped[str]
+    time_zone: Mapped[str]
+    currency: Mapped[str]
+    plan: Mapped[str] = mapped_column(default="starter")
+    brand_color: Mapped[str] = mapped_column(default="#0f766e")
+    tagline: Mapped[str | None]
+    contact_phone: Mapped[str | None]
+    contact_email: Mapped[str | None]
+    logo_key: Mapped[str | None]
+    logo_content_type: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+    def __repr__(self) -> str:
+        return f"<Tenant {self.subdomain}>"

@@ -1,0 +1,226 @@
+"""Fixtures, layered as in STYLE.md.
+
+Session scope starts one throwaway PostgreSQL cluster, Redis and SeaweedFS (S3) on
+free loopback ports under a temporary directory, creates the roles with the same
+script production uses, migrates as the owner role and builds the app, which
+connects as the app role. Tests stay independent by making their own tenants:
+every query is tenant-scoped, so one test's rows are invisible to another's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.lib.services import Postgres, RedisServer, SeaweedS3, free_port  # noqa: E402
+from tests.helpers import Visitor  # noqa: E402
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="session")
+def services():
+    base = Path(tempfile.mkdtemp(prefix="fieldday-test-"))
+    base.chmod(0o755)  # the postgres user must reach its data directory below
+    pg = Postgres(base / "pg")
+    redis_server = RedisServer(base / "redis")
+    s3 = SeaweedS3(base / "s3")
+    started = []
+    try:
+        s3.start()
+        started.append(s3)
+        pg.start()
+        started.append(pg)
+        redis_server.start()
+        started.append(redis_server)
+        pg.create_roles()
+        s3.wait_ready("fieldday-test-media")
+        yield SimpleNamespace(pg=pg, redis=redis_server, s3=s3, base=base)
+    finally:
+        for svc in reversed(started):
+            svc.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    from aiosmtpd.controller import Controller
+
+    class Inbox:
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            import email
+
+            msg = email.message_from_bytes(envelope.content)
+            self.messages.append(msg)
+            return "250 OK"
+
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    inbox.port = port
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def live_port():
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def app(services, smtp_server, live_port):
+    from app import create_app
+    from app.config import TestConfig
+
+    app = create_app(TestConfig, dict(
+        SQLALCHEMY_DATABASE_URI=services.pg.url("fieldday_app"),
+        DATABASE_OWNER_URL=services.pg.url("fieldday_owner"),
+        REDIS_URL=services.redis.url,
+        RATELIMIT_STORAGE_URI=services.redis.url,
+        S3_ENDPOINT_URL=services.s3.endpoint,
+        S3_BUCKET="fieldday-test-media",
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=smtp_server.port,
+        PUBLIC_PORT=str(live_port),
+    ))
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()
+    yield app
+    with app.app_context():
+        from app.extensions import db
+
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def visitor(app):
+    """A browser-like client: ``visitor('app.localhost').get('/')``; keeps cookies per host."""
+
+    def make(host: str = "app.localhost") -> Visitor:
+        return Visitor(app.test_client(), host)
+
+    return make
+
+
+_seq = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{os.getpid() % 1000}x{next(_seq)}"
+
+
+@pytest.fixture
+def make_tenant(app):
+    """Provision a business with its owner through the real service; returns its facts."""
+
+    def make(subdomain: str | None = None, *, name: str | None = None, techs: int = 0, admins: int = 0, **kw):
+        from app.accounts import services as accounts
+        from app.extensions import db
+        from tenants.context import activate
+        from tenants.provisioning import provision_tenant
+
+        subdomain = subdomain or unique("t")
+        with app.app_context():
+            tenant, owner = provision_tenant(
+                business_name=name or f"Business {subdomain}", subdomain=subdomain,
+                time_zone=kw.get("time_zone", "America/New_York"), currency="USD",
+                owner_email=f"owner@{subdomain}.test", owner_name="Olive Owner", password=PASSWORD,
+            )
+            people = {"owner": SimpleNamespace(id=owner.id, email=owner.email, password=PASSWORD)}
+            for role, count in (("tech", techs), ("admin", admins)):
+                for i in range(count):
+                    u = accounts.create_user(tenant.id, email=f"{role}{i}@{subdomain}.test", name=f"{role.title()} {i}",
+                                             role=role, password=PASSWORD)
+                    people[f"{role}{i}"] = SimpleNamespace(id=u.id, email=u.email, password=PASSWORD)
+            db.session.commit()
+            activate(None)
+            return SimpleNamespace(id=tenant.id, subdomain=subdomain, name=tenant.name, host=f"{subdomain}.localhost",
+                                   owner=people["owner"], people=people)
+
+    return make
+
+
+@pytest.fixture
+def two_tenants(make_tenant):
+    return make_tenant(techs=1, admins=1), make_tenant(techs=1, admins=1)
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture
+def app_conn(services):
+    """A raw connection as the app role (autocommit off)."""
+    conn = psycopg.connect(_plain(services.pg.url("fieldday_app")))
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def owner_conn(services):
+    conn = psycopg.connect(_plain(services.pg.url("fieldday_owner")))
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def superuser_conn(services):
+    conn = psycopg.connect(services.pg.superuser_url("fieldday"), autocommit=True)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(app, live_port):
+    """The app served by a threaded werkzeug server on loopback, for browsers and races."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", live_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield SimpleNamespace(port=live_port, url=lambda host, path="/": f"http://{host}:{live_port}{path}")
+    server.shutdown()
+
+
+@pytest.fixture
+def run_jobs(app):
+    """Run every queued job with a real RQ worker against the real Redis (burst mode)."""
+
+    def run() -> int:
+        from rq import SimpleWorker
+        from rq.serializers import JSONSerializer
+
+        from app.extensions import get_redis
+        from app.jobs import get_queue
+
+        with app.app_context():
+            queues = [get_queue(n) for n in app.config["RQ_QUEUES"]]
+            worker = SimpleWorker(queues, connection=get_redis(), serializer=JSONSerializer)
+            worker.work(burst=True)
+            return worker.successful_job_count
+
+    return run
