@@ -65,6 +65,7 @@ class Config:
     SMTP_USERNAME = os.environ.get("SMTP_USERNAME", "")
     SMTP_PASSWORD = os.environ.get("SMTP_PASSWORD", "")
     SMTP_STARTTLS = env_bool("SMTP_STARTTLS", False)
+    EMAIL_ALLOW_TEST_DOMAINS = True
     MAIL_FROM = os.environ.get("MAIL_FROM", "Fieldday <no-reply@fieldday.localhost>")
 
     # Sessions: host-only cookie (no Domain), so booking sites never receive it.
@@ -106,6 +107,7 @@ class ProductionConfig(Config):
     PUBLIC_SCHEME = "https"
     PUBLIC_PORT = os.environ.get("PUBLIC_PORT", "")
     HSTS = True
+    EMAIL_ALLOW_TEST_DOMAINS = False
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "smtp")
     PROXY_FIX_HOPS = env_int("PROXY_FIX_HOPS", 1)
 

@@ -33,3 +33,6 @@ class ValidationFailed(FielddayError):
     def __init__(self, errors: dict[str, str], message: str | None = None):
         super().__init__(message)
         self.errors = errors
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.errors}"

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from typing import Iterator
 
 from sqlalchemy import event, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 _current: ContextVar[uuid.UUID | None] = ContextVar("fieldday_tenant_id", default=None)
 
@@ -37,6 +37,8 @@ def _set_tenant_on_begin(session, transaction, connection) -> None:
 def activate(tenant_id: uuid.UUID | None, session: Session | None = None) -> None:
     """Make ``tenant_id`` current, including inside a transaction that already began."""
     _current.set(tenant_id)
+    if isinstance(session, scoped_session):
+        session = session()
     if session is not None and session.in_transaction():
         tx = session.get_transaction()
         if tx is not None and tx.is_active:

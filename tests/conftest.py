@@ -155,10 +155,11 @@ def make_tenant(app):
                     u = accounts.create_user(tenant.id, email=f"{role}{i}@{subdomain}.test", name=f"{role.title()} {i}",
                                              role=role, password=PASSWORD)
                     people[f"{role}{i}"] = SimpleNamespace(id=u.id, email=u.email, password=PASSWORD)
+            facts = SimpleNamespace(id=tenant.id, subdomain=subdomain, name=tenant.name,
+                                    host=f"{subdomain}.localhost", owner=people["owner"], people=people)
             db.session.commit()
             activate(None)
-            return SimpleNamespace(id=tenant.id, subdomain=subdomain, name=tenant.name, host=f"{subdomain}.localhost",
-                                   owner=people["owner"], people=people)
+            return facts
 
     return make
 

@@ -26,7 +26,10 @@ def normalise_email(raw: str) -> str:
     if len(raw) > 254:
         raise ValidationFailed({"email": "That e-mail address is too long."})
     try:
-        result = validate_email(raw, check_deliverability=False)
+        # Development and tests use the reserved .test domain; production refuses it.
+        result = validate_email(
+            raw, check_deliverability=False, test_environment=current_app.config["EMAIL_ALLOW_TEST_DOMAINS"]
+        )
     except EmailNotValidError:
         raise ValidationFailed({"email": "Enter a valid e-mail address, like you@example.com."}) from None
     return result.normalized.lower()

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The demo: installs what is missing, starts PostgreSQL (Debian's cluster), Redis and an S3
+# server (SeaweedFS), migrates, loads demo data and serves the app with an RQ worker.
+# Data lives in var/ (S3, Redis) and Debian's cluster (PostgreSQL); re-running keeps it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+PORT="${PORT:-5000}"
+mkdir -p var/s3 var/redis var/log
+
+# PostgreSQL 15: Debian's cluster, started as the postgres user (it refuses root).
+if ! pg_lsclusters -h 2>/dev/null | grep -q '^15 *main'; then
+  pg_createcluster 15 main >/dev/null
+fi
+pg_ctlcluster 15 main start 2>/dev/null || true
+PGPORT=$(pg_lsclusters -h | awk '$1=="15" && $2=="main" {print $3}')
+for _ in $(seq 1 30); do runuser -u postgres -- pg_isready -q -p "$PGPORT" && break; sleep 0.5; done
+runuser -u postgres -- bash scripts/db_roles.sh -p "$PGPORT" >/dev/null
+
+# Redis
+if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
+  redis-server --port 6379 --bind 127.0.0.1 --dir "$PWD/var/redis" --daemonize yes --logfile "$PWD/var/log/redis.log"
+fi
+
+# S3 (SeaweedFS, with credentials and explicit ports)
+if ! (echo > /dev/tcp/127.0.0.1/8333) 2>/dev/null; then
+  cat > var/s3-identities.json <<JSON
+{"identities":[{"name":"fieldday","credentials":[{"accessKey":"fieldday","secretKey":"fieldday-secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
+JSON
+  nohup weed server -dir="$PWD/var/s3" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3 -s3.config="$PWD/var/s3-identities.json" \
+    -s3.port=8333 -s3.port.grpc=18333 -s3.port.iceberg=0 -s3.port.lance=0 -master.port=9333 -master.port.grpc=19333 \
+    -volume.port=8080 -volume.port.grpc=18080 -filer.port=8888 -filer.port.grpc=18888 -metricsPort=9324 \
+    -master.telemetry=false -iam=false -volume.max=5 > var/log/s3.log 2>&1 &
+fi
+
+export FIELDDAY_ENV=development FLASK_APP=wsgi.py PUBLIC_PORT="$PORT"
+export DATABASE_URL="postgresql+psycopg://fieldday_app:fieldday_app@127.0.0.1:$PGPORT/fieldday"
+export DATABASE_OWNER_URL="postgresql+psycopg://fieldday_owner:fieldday_owner@127.0.0.1:$PGPORT/fieldday"
+export REDIS_URL="redis://127.0.0.1:6379/0" S3_ENDPOINT_URL="http://127.0.0.1:8333"
+
+flask db upgrade
+for _ in $(seq 1 60); do flask storage init >/dev/null 2>&1 && break; sleep 1; done
+flask storage init
+flask demo load
+
+flask worker > var/log/worker.log 2>&1 &
+WORKER=$!
+trap 'kill $WORKER 2>/dev/null || true' EXIT
+
+echo
+echo "Fieldday is running (Ctrl-C to stop). Worker log: var/log/worker.log"
+flask demo logins
+echo
+exec gunicorn --bind "0.0.0.0:$PORT" --workers 2 --threads 4 --access-logfile - wsgi:app
