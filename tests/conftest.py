@@ -209,10 +209,12 @@ def live_server(app, live_port):
 
 @pytest.fixture
 def run_jobs(app):
-    """Run every queued job with a real RQ worker against the real Redis (burst mode)."""
+    """Run every queued job with a real RQ worker against the real Redis (burst mode).
+    Returns how many finished; a job that failed fails the test with its traceback."""
 
-    def run() -> int:
+    def run(*, allow_failures: bool = False) -> int:
         from rq import SimpleWorker
+        from rq.job import Job, JobStatus
         from rq.serializers import JSONSerializer
 
         from app.extensions import get_redis
@@ -220,8 +222,17 @@ def run_jobs(app):
 
         with app.app_context():
             queues = [get_queue(n) for n in app.config["RQ_QUEUES"]]
-            worker = SimpleWorker(queues, connection=get_redis(), serializer=JSONSerializer)
-            worker.work(burst=True)
-            return worker.successful_job_count
+            job_ids = [jid for q in queues for jid in q.job_ids]
+            SimpleWorker(queues, connection=get_redis(), serializer=JSONSerializer).work(burst=True)
+            finished = 0
+            for jid in job_ids:
+                job = Job.fetch(jid, connection=get_redis(), serializer=JSONSerializer)
+                status = job.get_status()
+                if status == JobStatus.FINISHED:
+                    finished += 1
+                elif not allow_failures and status in (JobStatus.FAILED, JobStatus.SCHEDULED):
+                    info = job.latest_result().exc_string if job.latest_result() else ""
+                    raise AssertionError(f"job {job.func_name} {status}: {info}")
+            return finished
 
     return run

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 
 from app.accounts import passwords, tokens
 from app.accounts.errors import LoginFailed, TokenInvalid
-from app.accounts.models import ROLES, Invitation, User
+from app.accounts.models import ROLES, Invitation, User, UserSession
 from app.audit import services as audit
 from app.errors import FielddayError, NotFound, ValidationFailed
 from app.extensions import db
@@ -157,12 +157,57 @@ def set_password(user: User, new: str) -> None:
         raise ValidationFailed({"password": problem})
     user.password_hash = passwords.hash_password(new)
     user.session_version += 1
+    end_other_sessions(user, None, now=datetime.now(timezone.utc))
     user.password_changed_at = db.func.now()
     audit.record(user.tenant_id, "user.password_changed", actor_id=user.id, subject_type="user", subject_id=user.id)
     db.session.flush()
 
 
+# Sessions (devices) ----------------------------------------------------------
+
+SEEN_EVERY = timedelta(minutes=5)
+
+
+def start_session(user: User, *, ip: str | None, user_agent: str | None) -> UserSession:
+    record = UserSession(tenant_id=user.tenant_id, user_id=user.id, ip=ip, user_agent=(user_agent or "")[:300] or None)
+    db.session.add(record)
+    db.session.flush()
+    return record
+
+
+def session_is_live(user: User, session_id: uuid.UUID, *, now: datetime) -> bool:
+    """True if this device's session has not been ended; notes when it was last seen."""
+    record = db.session.get(UserSession, (user.tenant_id, session_id))
+    if record is None or record.user_id != user.id or record.ended_at is not None:
+        return False
+    if now - record.last_seen_at > SEEN_EVERY:
+        record.last_seen_at = now
+    return True
+
+
+def end_session(tenant_id: uuid.UUID, session_id: uuid.UUID, *, now: datetime) -> None:
+    record = db.session.get(UserSession, (tenant_id, session_id))
+    if record is not None and record.ended_at is None:
+        record.ended_at = now
+        db.session.flush()
+
+
+def end_other_sessions(user: User, keep: uuid.UUID | None, *, now: datetime) -> int:
+    query = db.update(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+    if keep is not None:
+        query = query.where(UserSession.id != keep)
+    return db.session.execute(query.values(ended_at=now)).rowcount
+
+
+def list_live_sessions(user: User) -> list[UserSession]:
+    return list(db.session.scalars(
+        db.select(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+        .order_by(UserSession.last_seen_at.desc())
+    ))
+
+
 def logout_everywhere(user: User) -> None:
+    end_other_sessions(user, None, now=datetime.now(timezone.utc))
     user.session_version += 1
     audit.record(user.tenant_id, "user.logout_everywhere", actor_id=user.id, subject_type="user", subject_id=user.id)
     db.session.flush()

@@ -8,14 +8,23 @@ import os
 from flask import Blueprint, current_app, g, url_for
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static")
+DIST_DIR = os.path.join(STATIC_DIR, "dist")
 
-bp = Blueprint("assets", __name__, static_folder=STATIC_DIR, static_url_path="/static")
+
+class AssetsBlueprint(Blueprint):
+    def get_send_file_max_age(self, filename):
+        # Every served name carries its content hash: browsers may keep it for a year.
+        return 365 * 24 * 3600
+
+
+# Only built files are served; sources under static/src are not public.
+bp = AssetsBlueprint("assets", __name__, static_folder=DIST_DIR, static_url_path="/static")
 
 
 def _manifest() -> dict:
     cached = current_app.extensions.get("asset_manifest")
     if cached is None or current_app.debug:
-        path = os.path.join(STATIC_DIR, "dist", "manifest.json")
+        path = os.path.join(DIST_DIR, "manifest.json")
         try:
             with open(path) as fh:
                 cached = json.load(fh)
@@ -28,12 +37,10 @@ def _manifest() -> dict:
 def asset_url(name: str) -> str:
     filename = _manifest()[name]
     endpoint = "site_assets.static" if g.get("audience") == "site" else "assets.static"
-    return url_for(endpoint, filename=f"dist/{filename}")
+    return url_for(endpoint, filename=filename)
 
 
 def init_app(app) -> None:
     app.register_blueprint(bp, subdomain="app")
     app.register_blueprint(bp, subdomain="site", name="site_assets")
-    # Hashed names never change content: let browsers keep them for a year.
-    app.config.setdefault("SEND_FILE_MAX_AGE_DEFAULT", 365 * 24 * 3600)
     app.context_processor(lambda: {"asset_url": asset_url})

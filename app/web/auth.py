@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from app.accounts import jobs as account_jobs
@@ -41,7 +41,34 @@ def load_user(user_key: str) -> User | None:
     user = db.session.get(User, (tenant_id, user_id))
     if user is None or not user.is_active or user.session_version != version_n:
         return None
+    try:
+        device = uuid.UUID(session.get("sid", ""))
+    except ValueError:
+        return None
+    if not accounts.session_is_live(user, device, now=utcnow()):
+        return None
     return user
+
+
+def sign_in(user: User) -> None:
+    """Log ``user`` in on this device and commit: a new server-side session record, so
+    logging out (or out everywhere) makes the cookie worthless even if replayed."""
+    record = accounts.start_session(user, ip=request.remote_addr, user_agent=request.user_agent.string)
+    db.session.commit()
+    session.clear()  # no pre-login state (or fixation) survives into the logged-in session
+    login_user(user)
+    session["sid"] = str(record.id)
+
+
+def sign_out() -> None:
+    if current_user.is_authenticated and session.get("sid"):
+        try:
+            accounts.end_session(current_user.tenant_id, uuid.UUID(session["sid"]), now=utcnow())
+            db.session.commit()
+        except ValueError:
+            pass
+    logout_user()
+    session.clear()
 
 
 def utcnow() -> datetime:
@@ -93,7 +120,7 @@ def signup():
             errors = exc.errors
         else:
             db.session.commit()
-            login_user(owner)
+            sign_in(owner)
             flash(f"Welcome to Fieldday, {owner.first_name}! Your booking site is live.", "success")
             return redirect(url_for("dashboard.home", welcome=1))
     return render_template(
@@ -135,7 +162,7 @@ def login():
             accounts_to_choose = exc.accounts
         else:
             db.session.commit()
-            login_user(user)
+            sign_in(user)
             default = url_for("dashboard.my_day") if user.role == "tech" else None
             return redirect(safe_next(request.args.get("next")) if request.args.get("next") or not default else default)
     status = 401 if error else 200
@@ -146,7 +173,7 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    logout_user()
+    sign_out()
     flash("You're logged out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -181,7 +208,7 @@ def reset_password(token: str):
                 errors = exc.errors
             else:
                 db.session.commit()
-                logout_user()
+                sign_out()
                 flash("Your password is changed. Log in with the new one.", "success")
                 return redirect(url_for("auth.login"))
     return render_template("auth/reset.html", user=user, errors=errors), (422 if errors else 200)
@@ -213,8 +240,8 @@ def accept_invite(token: str):
                 errors = exc.errors
             else:
                 db.session.commit()
-                logout_user()
-                login_user(user)
+                sign_out()
+                sign_in(user)
                 flash(f"Welcome to {tenant.name}!", "success")
                 return redirect(url_for("dashboard.my_day" if user.role == "tech" else "dashboard.home"))
     return render_template(

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timezone
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
-from flask_login import current_user, login_user
+from flask_login import current_user
 
 from app.accounts import jobs as account_jobs
 from app.accounts import services as accounts
@@ -16,6 +16,7 @@ from app.audit import services as audit
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.urls import site_host, site_url
+from app.web.auth import sign_in, sign_out
 from tenants import settings as tenant_settings
 from tenants.plans import get_plan
 from tenants.provisioning import CURRENCIES, time_zones
@@ -271,10 +272,11 @@ def account():
                 errors = exc.errors
             else:
                 db.session.commit()
-                login_user(current_user)  # this device keeps its session; others are logged out
+                sign_in(current_user._get_current_object())  # this device stays in; others are out
                 flash("Password changed. Other devices have been logged out.", "success")
                 return redirect(url_for("dashboard.account"))
-    return render_template("dashboard/account.html", errors=errors), (422 if errors else 200)
+    devices = accounts.list_live_sessions(current_user)
+    return render_template("dashboard/account.html", errors=errors, devices=devices), (422 if errors else 200)
 
 
 @bp.post("/account/logout-everywhere")
@@ -282,6 +284,7 @@ def account():
 def logout_everywhere():
     accounts.logout_everywhere(current_user)
     db.session.commit()
+    sign_out()
     flash("You're logged out on every device.", "info")
     return redirect(url_for("auth.login"))
 

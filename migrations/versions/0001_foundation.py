@@ -69,6 +69,22 @@ def upgrade():
         # Login by e-mail crosses tenants through login_accounts(); index it.
         "CREATE INDEX ix_users_email ON users (email)",
         """
+        CREATE TABLE user_sessions (
+            tenant_id uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            id uuid NOT NULL DEFAULT gen_random_uuid(),
+            user_id uuid NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            last_seen_at timestamptz NOT NULL DEFAULT now(),
+            ended_at timestamptz,
+            ip inet,
+            user_agent text,
+            CONSTRAINT pk_user_sessions PRIMARY KEY (tenant_id, id),
+            CONSTRAINT fk_user_sessions_user FOREIGN KEY (tenant_id, user_id)
+                REFERENCES users (tenant_id, id) ON DELETE CASCADE
+        )
+        """,
+        "CREATE INDEX ix_user_sessions_user ON user_sessions (tenant_id, user_id) WHERE ended_at IS NULL",
+        """
         CREATE TABLE invitations (
             tenant_id uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
             id uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -110,12 +126,13 @@ def upgrade():
         "CREATE INDEX ix_audit_log_tenant_created ON audit_log (tenant_id, created_at DESC)",
     ]
     statements += enable_rls("tenants", column="id")
-    for table in ("users", "invitations", "audit_log"):
+    for table in ("users", "user_sessions", "invitations", "audit_log"):
         statements += enable_rls(table)
     statements += [
         grant_app("tenants", "SELECT, INSERT, UPDATE"),
         grant_app("users"),
         grant_app("invitations"),
+        grant_app("user_sessions", "SELECT, INSERT, UPDATE"),
         # The audit log is append-only for the application.
         grant_app("audit_log", "SELECT, INSERT"),
         f"GRANT SELECT ON tenants, users TO {DEFINER_ROLE}",
@@ -153,6 +170,7 @@ def downgrade():
         "DROP FUNCTION IF EXISTS public.tenant_id_for_subdomain(text)",
         "DROP TABLE IF EXISTS audit_log",
         "DROP TABLE IF EXISTS invitations",
+        "DROP TABLE IF EXISTS user_sessions",
         "DROP TABLE IF EXISTS users",
         "DROP TABLE IF EXISTS tenants",
     ]:
