@@ -12,16 +12,27 @@ DEMO_PASSWORD = "detail-demo-2026"
 
 DEMO = [
     {
-        "business_name": "Acme Mobile Detailing", "subdomain": "acme", "time_zone": "America/Chicago",
-        "currency": "USD", "plan": "pro", "brand_color": "#0f766e",
+        "business_name": "Acme Mobile Detailing",
+        "subdomain": "acme",
+        "time_zone": "America/Chicago",
+        "currency": "USD",
+        "plan": "pro",
+        "brand_color": "#0f766e",
         "tagline": "Showroom shine in your driveway, all over Austin",
         "owner": ("owner@acme.test", "Alex Moreno"),
-        "team": [("admin@acme.test", "Priya Shah", "admin"), ("tech1@acme.test", "Jordan Lee", "tech"),
-                 ("tech2@acme.test", "Sam Ortiz", "tech")],
+        "team": [
+            ("admin@acme.test", "Priya Shah", "admin"),
+            ("tech1@acme.test", "Jordan Lee", "tech"),
+            ("tech2@acme.test", "Sam Ortiz", "tech"),
+        ],
     },
     {
-        "business_name": "Bravo Auto Spa", "subdomain": "bravo", "time_zone": "America/Chicago",
-        "currency": "USD", "plan": "starter", "brand_color": "#1d4ed8",
+        "business_name": "Bravo Auto Spa",
+        "subdomain": "bravo",
+        "time_zone": "America/Chicago",
+        "currency": "USD",
+        "plan": "starter",
+        "brand_color": "#1d4ed8",
         "tagline": "Ceramic coatings and interior resets at your door",
         "owner": ("owner@bravo.test", "Blake Turner"),
         "team": [("tech@bravo.test", "Casey Nguyen", "tech")],
@@ -54,9 +65,14 @@ def demo_load():
             continue
         owner_email, owner_name = spec["owner"]
         tenant, owner = provision_tenant(
-            business_name=spec["business_name"], subdomain=spec["subdomain"], time_zone=spec["time_zone"],
-            currency=spec["currency"], owner_email=owner_email, owner_name=owner_name,
-            password=DEMO_PASSWORD, plan=spec["plan"],
+            business_name=spec["business_name"],
+            subdomain=spec["subdomain"],
+            time_zone=spec["time_zone"],
+            currency=spec["currency"],
+            owner_email=owner_email,
+            owner_name=owner_name,
+            password=DEMO_PASSWORD,
+            plan=spec["plan"],
         )
         tenant.brand_color = spec["brand_color"]
         tenant.tagline = spec["tagline"]
@@ -101,9 +117,15 @@ def tenants_create(name, subdomain, time_zone, currency, owner_email, owner_name
     from tenants.provisioning import provision_tenant
 
     try:
-        tenant, _ = provision_tenant(business_name=name, subdomain=subdomain, time_zone=time_zone,
-                                     currency=currency, owner_email=owner_email, owner_name=owner_name,
-                                     password=password)
+        tenant, _ = provision_tenant(
+            business_name=name,
+            subdomain=subdomain,
+            time_zone=time_zone,
+            currency=currency,
+            owner_email=owner_email,
+            owner_name=owner_name,
+            password=password,
+        )
     except ValidationFailed as exc:
         db.session.rollback()
         for field, message in exc.errors.items():

@@ -28,9 +28,7 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
 def init_redis(app) -> None:
-    app.extensions["redis"] = Redis.from_url(
-        app.config["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2
-    )
+    app.extensions["redis"] = Redis.from_url(app.config["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2)
 
 
 def get_redis() -> Redis:

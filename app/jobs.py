@@ -12,7 +12,8 @@ import functools
 import logging
 import os
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import current_app
 from rq import Queue, Retry
@@ -79,8 +80,14 @@ def job(queue: str = "default", *, retry: Retry | None = DEFAULT_RETRY, timeout:
             if current_app.config.get("JOBS_SYNC"):
                 return run(tid, *args, **kwargs)
             return get_queue(queue).enqueue(
-                run, tid, *args, **kwargs, retry=retry, job_timeout=timeout,
-                failure_ttl=7 * 24 * 3600, result_ttl=3600,
+                run,
+                tid,
+                *args,
+                **kwargs,
+                retry=retry,
+                job_timeout=timeout,
+                failure_ttl=7 * 24 * 3600,
+                result_ttl=3600,
             )
 
         run.enqueue = enqueue  # type: ignore[attr-defined]

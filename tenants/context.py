@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Iterator
 
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session, scoped_session

@@ -14,9 +14,7 @@ from app.extensions import db
 def tenant_id_for_subdomain(subdomain: str) -> uuid.UUID | None:
     if not subdomain:
         return None
-    return db.session.execute(
-        text("SELECT public.tenant_id_for_subdomain(:s)"), {"s": subdomain}
-    ).scalar()
+    return db.session.execute(text("SELECT public.tenant_id_for_subdomain(:s)"), {"s": subdomain}).scalar()
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,22 @@ from tenants.models import Tenant
 
 # Currencies Stripe settles in that our first markets use; integer minor units each.
 CURRENCIES = {
-    "USD": "US dollar", "CAD": "Canadian dollar", "GBP": "Pound sterling", "EUR": "Euro",
-    "AUD": "Australian dollar", "NZD": "New Zealand dollar",
+    "USD": "US dollar",
+    "CAD": "Canadian dollar",
+    "GBP": "Pound sterling",
+    "EUR": "Euro",
+    "AUD": "Australian dollar",
+    "NZD": "New Zealand dollar",
 }
 
 
 @lru_cache(maxsize=1)
 def time_zones() -> frozenset[str]:
-    return frozenset(z for z in zoneinfo.available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/", "posix/", "right/")))
+    return frozenset(
+        z
+        for z in zoneinfo.available_timezones()
+        if "/" in z and not z.startswith(("Etc/", "SystemV/", "posix/", "right/"))
+    )
 
 
 def validate_business(name: str, subdomain: str, time_zone: str, currency: str) -> dict[str, str]:
@@ -97,8 +105,14 @@ def provision_tenant(
         # Lost a race for the same subdomain: same answer as the check above.
         raise ValidationFailed({"subdomain": f"{subdomain} is already taken. Try another."}) from None
     owner = accounts.create_user(tenant_id, email=owner_email, name=owner_name, role="owner", password=password)
-    audit.record(tenant_id, "tenant.created", actor_id=owner.id, subject_type="tenant", subject_id=tenant_id,
-                 detail={"subdomain": subdomain})
+    audit.record(
+        tenant_id,
+        "tenant.created",
+        actor_id=owner.id,
+        subject_type="tenant",
+        subject_id=tenant_id,
+        detail={"subdomain": subdomain},
+    )
     return tenant, owner
 
 

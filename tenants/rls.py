@@ -16,8 +16,7 @@ def enable_rls(table: str, column: str = "tenant_id") -> list[str]:
     return [
         f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
         f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
-        f"CREATE POLICY {policy} ON {table} USING ({column} = {TENANT_EXPR}) "
-        f"WITH CHECK ({column} = {TENANT_EXPR})",
+        f"CREATE POLICY {policy} ON {table} USING ({column} = {TENANT_EXPR}) WITH CHECK ({column} = {TENANT_EXPR})",
     ]
 
 

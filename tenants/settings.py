@@ -69,8 +69,14 @@ def update_settings(tenant: Tenant, data, *, actor_id: uuid.UUID) -> Tenant:
     for key, value in changed.items():
         setattr(tenant, key, value)
     if changed:
-        audit.record(tenant.id, "tenant.settings_changed", actor_id=actor_id, subject_type="tenant",
-                     subject_id=tenant.id, detail={"fields": sorted(changed)})
+        audit.record(
+            tenant.id,
+            "tenant.settings_changed",
+            actor_id=actor_id,
+            subject_type="tenant",
+            subject_id=tenant.id,
+            detail={"fields": sorted(changed)},
+        )
     db.session.flush()
     return tenant
 

@@ -88,17 +88,20 @@ def app(services, smtp_server, live_port):
     from app import create_app
     from app.config import TestConfig
 
-    app = create_app(TestConfig, dict(
-        SQLALCHEMY_DATABASE_URI=services.pg.url("fieldday_app"),
-        DATABASE_OWNER_URL=services.pg.url("fieldday_owner"),
-        REDIS_URL=services.redis.url,
-        RATELIMIT_STORAGE_URI=services.redis.url,
-        S3_ENDPOINT_URL=services.s3.endpoint,
-        S3_BUCKET="fieldday-test-media",
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=smtp_server.port,
-        PUBLIC_PORT=str(live_port),
-    ))
+    app = create_app(
+        TestConfig,
+        dict(
+            SQLALCHEMY_DATABASE_URI=services.pg.url("fieldday_app"),
+            DATABASE_OWNER_URL=services.pg.url("fieldday_owner"),
+            REDIS_URL=services.redis.url,
+            RATELIMIT_STORAGE_URI=services.redis.url,
+            S3_ENDPOINT_URL=services.s3.endpoint,
+            S3_BUCKET="fieldday-test-media",
+            SMTP_HOST="127.0.0.1",
+            SMTP_PORT=smtp_server.port,
+            PUBLIC_PORT=str(live_port),
+        ),
+    )
     with app.app_context():
         from flask_migrate import upgrade
 
@@ -145,18 +148,33 @@ def make_tenant(app):
         subdomain = subdomain or unique("t")
         with app.app_context():
             tenant, owner = provision_tenant(
-                business_name=name or f"Business {subdomain}", subdomain=subdomain,
-                time_zone=kw.get("time_zone", "America/New_York"), currency="USD",
-                owner_email=f"owner@{subdomain}.test", owner_name="Olive Owner", password=PASSWORD,
+                business_name=name or f"Business {subdomain}",
+                subdomain=subdomain,
+                time_zone=kw.get("time_zone", "America/New_York"),
+                currency="USD",
+                owner_email=f"owner@{subdomain}.test",
+                owner_name="Olive Owner",
+                password=PASSWORD,
             )
             people = {"owner": SimpleNamespace(id=owner.id, email=owner.email, password=PASSWORD)}
             for role, count in (("tech", techs), ("admin", admins)):
                 for i in range(count):
-                    u = accounts.create_user(tenant.id, email=f"{role}{i}@{subdomain}.test", name=f"{role.title()} {i}",
-                                             role=role, password=PASSWORD)
+                    u = accounts.create_user(
+                        tenant.id,
+                        email=f"{role}{i}@{subdomain}.test",
+                        name=f"{role.title()} {i}",
+                        role=role,
+                        password=PASSWORD,
+                    )
                     people[f"{role}{i}"] = SimpleNamespace(id=u.id, email=u.email, password=PASSWORD)
-            facts = SimpleNamespace(id=tenant.id, subdomain=subdomain, name=tenant.name,
-                                    host=f"{subdomain}.localhost", owner=people["owner"], people=people)
+            facts = SimpleNamespace(
+                id=tenant.id,
+                subdomain=subdomain,
+                name=tenant.name,
+                host=f"{subdomain}.localhost",
+                owner=people["owner"],
+                people=people,
+            )
             db.session.commit()
             activate(None)
             return facts

@@ -9,8 +9,13 @@ from sqlalchemy import text
 
 from tests.conftest import PASSWORD, unique
 
-SIGNUP = {"business_name": "Gleam Team Detailing", "time_zone": "America/Denver", "currency": "USD",
-          "name": "Gina Gleam", "password": "polish-and-wax-2026"}
+SIGNUP = {
+    "business_name": "Gleam Team Detailing",
+    "time_zone": "America/Denver",
+    "currency": "USD",
+    "name": "Gina Gleam",
+    "password": "polish-and-wax-2026",
+}
 
 
 def tenant_exists(app, subdomain: str) -> bool:
@@ -61,7 +66,10 @@ def test_signup_bad_input_is_explained_and_writes_nothing(app, visitor, change, 
     html = r.get_data(as_text=True)
     error = re.search(rf'data-testid="error-{field}">([^<]+)<', html)
     assert error and message.lower() in error.group(1).lower()
-    assert tenant_exists(app, change.get("subdomain", sub).lower()) is False or change.get("subdomain") in ("admin", "www")
+    assert tenant_exists(app, change.get("subdomain", sub).lower()) is False or change.get("subdomain") in (
+        "admin",
+        "www",
+    )
     assert not tenant_exists(app, sub)
     # The form keeps what was typed (except the password).
     assert SIGNUP["name"] in html and 'value="polish-and-wax-2026"' not in html
@@ -86,7 +94,9 @@ def test_login_logout_and_wrong_password(make_tenant, visitor):
     assert bad.status_code == 401 and "don&#39;t match" in bad.get_data(as_text=True)
     unknown = v.post("/login", {"email": "nobody@nowhere.test", "password": "wrong-password-1"}, token_page="/login")
     assert unknown.status_code == 401
-    assert bad.get_data(as_text=True).count("match an account") == unknown.get_data(as_text=True).count("match an account")
+    assert bad.get_data(as_text=True).count("match an account") == unknown.get_data(as_text=True).count(
+        "match an account"
+    )
     v.login(t.owner.email, t.owner.password)
     assert v.get("/").status_code == 200
     r = v.post("/logout", {"csrf_token": v.dashboard_token()})
@@ -146,7 +156,9 @@ def test_invite_a_technician_who_joins_by_link(app, make_tenant, visitor, smtp_s
     owner = visitor()
     owner.login(t.owner.email, t.owner.password)
     email = f"newtech@{t.subdomain}.test"
-    r = owner.post("/team/invite", {"email": email, "name": "Nico Tech", "role": "tech", "csrf_token": owner.dashboard_token()})
+    r = owner.post(
+        "/team/invite", {"email": email, "name": "Nico Tech", "role": "tech", "csrf_token": owner.dashboard_token()}
+    )
     assert r.status_code == 302
     assert email in owner.get("/team").get_data(as_text=True)
     before = len(smtp_server.messages)
@@ -155,13 +167,20 @@ def test_invite_a_technician_who_joins_by_link(app, make_tenant, visitor, smtp_s
     assert t.name in mail["Subject"]
     link = re.search(r"http://app\.localhost:\d+(/invite/\S+)", mail.get_payload(decode=True).decode()).group(1)
     tech = visitor()
-    r = tech.post(link, {"name": "Nico Tech", "password": "nico-detail-2026", "confirm": "nico-detail-2026"}, token_page=link)
+    r = tech.post(
+        link, {"name": "Nico Tech", "password": "nico-detail-2026", "confirm": "nico-detail-2026"}, token_page=link
+    )
     assert r.status_code == 302 and r.headers["Location"].endswith("/my-day")
     assert tech.get("/my-day").status_code == 200
     # Technicians can't open the owner's pages.
     for path in ("/", "/settings", "/team", "/activity", "/api/v1/users"):
         assert tech.get(path).status_code == 403, path
-    assert tech.post("/team/invite", {"email": "x@y.test", "role": "tech", "csrf_token": tech.dashboard_token()}).status_code == 403
+    assert (
+        tech.post(
+            "/team/invite", {"email": "x@y.test", "role": "tech", "csrf_token": tech.dashboard_token()}
+        ).status_code
+        == 403
+    )
     # The link is spent.
     assert visitor().get(link).status_code == 404
 
@@ -186,21 +205,33 @@ def test_removed_team_member_is_logged_out(make_tenant, visitor):
     owner.login(t.owner.email, t.owner.password)
     owner.post(f"/team/{t.people['tech0'].id}/deactivate", {"csrf_token": owner.dashboard_token()})
     assert tech.get("/my-day").status_code == 302
-    assert tech.post("/login", {"email": t.people["tech0"].email, "password": PASSWORD}, token_page="/login").status_code == 401
+    assert (
+        tech.post("/login", {"email": t.people["tech0"].email, "password": PASSWORD}, token_page="/login").status_code
+        == 401
+    )
 
 
 def test_settings_update_and_bad_input(make_tenant, visitor):
     t = make_tenant()
     v = visitor()
     v.login(t.owner.email, t.owner.password)
-    good = {"name": "Renamed Rides", "tagline": "We come to you", "contact_phone": "+1 512 555 0199",
-            "contact_email": "hi@renamed.test", "time_zone": "America/Chicago", "currency": "USD", "brand_color": "#aa3300"}
+    good = {
+        "name": "Renamed Rides",
+        "tagline": "We come to you",
+        "contact_phone": "+1 512 555 0199",
+        "contact_email": "hi@renamed.test",
+        "time_zone": "America/Chicago",
+        "currency": "USD",
+        "brand_color": "#aa3300",
+    }
     assert v.post("/settings", {**good, "csrf_token": v.dashboard_token()}).status_code == 302
     site = visitor(t.host)
     assert "Renamed Rides" in site.get("/").get_data(as_text=True)
     assert "--brand: #aa3300" in site.get("/brand.css").get_data(as_text=True)
-    bad = v.post("/settings", {**good, "name": "Other", "brand_color": "red", "time_zone": "Nowhere/Land",
-                               "csrf_token": v.dashboard_token()})
+    bad = v.post(
+        "/settings",
+        {**good, "name": "Other", "brand_color": "red", "time_zone": "Nowhere/Land", "csrf_token": v.dashboard_token()},
+    )
     assert bad.status_code == 422
     html = bad.get_data(as_text=True)
     assert 'data-testid="form-errors"' in html and "time zone" in html
@@ -214,10 +245,16 @@ def test_logo_upload_goes_to_object_storage_and_shows_on_site(app, make_tenant, 
     t = make_tenant()
     v = visitor()
     v.login(t.owner.email, t.owner.password)
-    png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
-           b"\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
-    r = v.client.post("/settings/logo", base_url=v.base, data={"csrf_token": v.dashboard_token(),
-                      "logo": (io.BytesIO(png), "logo.png")}, content_type="multipart/form-data")
+    png = (
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+        b"\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82"
+    )
+    r = v.client.post(
+        "/settings/logo",
+        base_url=v.base,
+        data={"csrf_token": v.dashboard_token(), "logo": (io.BytesIO(png), "logo.png")},
+        content_type="multipart/form-data",
+    )
     assert r.status_code == 302
     site = visitor(t.host)
     assert 'data-testid="site-logo"' in site.get("/").get_data(as_text=True)
@@ -226,11 +263,18 @@ def test_logo_upload_goes_to_object_storage_and_shows_on_site(app, make_tenant, 
     with app.app_context():
         from app.media import storage
 
-        keys = [o["Key"] for o in storage.client().list_objects_v2(Bucket=storage.bucket(),
-                Prefix=f"tenants/{t.id}/").get("Contents", [])]
+        keys = [
+            o["Key"]
+            for o in storage.client()
+            .list_objects_v2(Bucket=storage.bucket(), Prefix=f"tenants/{t.id}/")
+            .get("Contents", [])
+        ]
         assert len(keys) == 1 and keys[0].startswith(f"tenants/{t.id}/branding/")
-    html_as_image = v.client.post("/settings/logo", base_url=v.base, data={"csrf_token": v.dashboard_token(),
-                                  "logo": (io.BytesIO(b"<html><script>x</script>"), "logo.png")},
-                                  content_type="multipart/form-data")
+    html_as_image = v.client.post(
+        "/settings/logo",
+        base_url=v.base,
+        data={"csrf_token": v.dashboard_token(), "logo": (io.BytesIO(b"<html><script>x</script>"), "logo.png")},
+        content_type="multipart/form-data",
+    )
     assert html_as_image.status_code == 302
     assert "PNG, JPEG or WebP" in v.get("/settings").get_data(as_text=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -30,8 +30,9 @@ def _b_ids(app, b) -> dict[str, uuid.UUID]:
 
     with app.app_context(), tenant_context(b.id, db.session):
         owner = db.session.get(User, (b.id, b.owner.id))
-        invitation = accounts.invite(owner, email=f"new-{uuid.uuid4().hex[:6]}@b.test", name="New", role="tech",
-                                     now=datetime.now(timezone.utc))
+        invitation = accounts.invite(
+            owner, email=f"new-{uuid.uuid4().hex[:6]}@b.test", name="New", role="tech", now=datetime.now(UTC)
+        )
         db.session.commit()
         return {"user_id": b.people["tech0"].id, "invitation_id": invitation.id}
 
@@ -42,7 +43,9 @@ def _b_snapshot(app, b):
     from tenants.context import tenant_context
 
     with app.app_context(), tenant_context(b.id, db.session):
-        users = sorted((u.id, u.name, u.role, u.is_active_flag, u.session_version) for u in db.session.scalars(db.select(User)))
+        users = sorted(
+            (u.id, u.name, u.role, u.is_active_flag, u.session_version) for u in db.session.scalars(db.select(User))
+        )
         invites = sorted((i.id, i.revoked_at) for i in db.session.scalars(db.select(Invitation)))
         return users, invites
 
@@ -64,8 +67,12 @@ def test_h1_route_sweep_with_another_tenants_ids(app, two_tenants, visitor):
         for p in params:
             path = path.replace(f"<uuid:{p}>", str(ids[p]))
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            r = v.request(method, path, data={"csrf_token": token, "role": "admin"},
-                          headers={"X-CSRFToken": token, "Accept": "application/json" if "/api/" in path else "text/html"})
+            r = v.request(
+                method,
+                path,
+                data={"csrf_token": token, "role": "admin"},
+                headers={"X-CSRFToken": token, "Accept": "application/json" if "/api/" in path else "text/html"},
+            )
             body = r.get_data(as_text=True)
             assert r.status_code == 404, f"{method} {path} -> {r.status_code}"
             assert b.owner.email not in body and "tech0@" + b.subdomain not in body
@@ -109,7 +116,9 @@ def test_h3_owner_cookie_replayed_on_another_booking_site_shows_nothing_private(
 def test_h3_client_supplied_tenant_ids_are_ignored(two_tenants, visitor):
     a, b = two_tenants
     v = login(visitor, a.owner)
-    r = v.get(f"/api/v1/users?tenant={b.id}&tenant_id={b.id}", headers={"X-Tenant-ID": str(b.id), "X-Tenant": b.subdomain})
+    r = v.get(
+        f"/api/v1/users?tenant={b.id}&tenant_id={b.id}", headers={"X-Tenant-ID": str(b.id), "X-Tenant": b.subdomain}
+    )
     emails = {u["email"] for u in r.get_json()["users"]}
     assert a.owner.email in emails and b.owner.email not in emails
     assert v.get("/api/v1/me", headers={"X-Tenant-ID": str(b.id)}).get_json()["tenant"]["id"] == str(a.id)
@@ -187,19 +196,26 @@ def test_t4_interleaved_requests_over_a_tiny_pool_never_mix_tenants(services, sm
     from app.config import TestConfig
 
     a, b = two_tenants
-    small = create_app(TestConfig, {
-        "SQLALCHEMY_DATABASE_URI": services.pg.url("fieldday_app"),
-        "DATABASE_OWNER_URL": services.pg.url("fieldday_owner"),
-        "REDIS_URL": services.redis.url, "RATELIMIT_ENABLED": False,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 2, "max_overflow": 0, "pool_timeout": 30},
-    })
+    small = create_app(
+        TestConfig,
+        {
+            "SQLALCHEMY_DATABASE_URI": services.pg.url("fieldday_app"),
+            "DATABASE_OWNER_URL": services.pg.url("fieldday_owner"),
+            "REDIS_URL": services.redis.url,
+            "RATELIMIT_ENABLED": False,
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 2, "max_overflow": 0, "pool_timeout": 30},
+        },
+    )
     clients = {}
     for t in (a, b):
         c = small.test_client()
         page = c.get("/login", base_url="http://app.localhost").get_data(as_text=True)
         token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-        r = c.post("/login", base_url="http://app.localhost",
-                   data={"email": t.owner.email, "password": t.owner.password, "csrf_token": token})
+        r = c.post(
+            "/login",
+            base_url="http://app.localhost",
+            data={"email": t.owner.email, "password": t.owner.password, "csrf_token": token},
+        )
         assert r.status_code == 302
         clients[t.id] = c
     cookies = {tid: c.get_cookie("fd_session", domain="app.localhost").value for tid, c in clients.items()}
@@ -218,9 +234,9 @@ def test_t4_interleaved_requests_over_a_tiny_pool_never_mix_tenants(services, sm
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(200)]
     for group in range(0, 200, 20):
-        for t in threads[group:group + 20]:
+        for t in threads[group : group + 20]:
             t.start()
-        for t in threads[group:group + 20]:
+        for t in threads[group : group + 20]:
             t.join()
     with small.app_context():
         from app.extensions import db
@@ -236,8 +252,10 @@ def test_t4_interleaved_requests_over_a_tiny_pool_never_mix_tenants(services, sm
 def test_t7_same_email_in_two_businesses_is_fine_and_leaks_nothing(app, two_tenants, visitor, caplog):
     a, b = two_tenants
     v = login(visitor, a.owner)
-    r = v.post("/team/invite", {"email": b.owner.email, "name": "Shared Person", "role": "tech",
-                                "csrf_token": v.dashboard_token()})
+    r = v.post(
+        "/team/invite",
+        {"email": b.owner.email, "name": "Shared Person", "role": "tech", "csrf_token": v.dashboard_token()},
+    )
     assert r.status_code == 302
     page = v.get("/team").get_data(as_text=True)
     assert b.owner.email in page  # the invitation A made

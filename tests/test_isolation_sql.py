@@ -170,18 +170,16 @@ def test_t3_pooled_connection_after_commit_sees_nothing_and_no_error(two_tenants
 
 def test_t5_with_check_refuses_writes_into_another_tenant(two_tenants, app_conn):
     a, b = two_tenants
-    with pytest.raises(errors.InsufficientPrivilege) as exc:
-        with app_conn.transaction():
-            app_conn.execute(SET_TENANT, (str(a.id),))
-            app_conn.execute(
-                "INSERT INTO users (tenant_id, email, name, role, password_hash) VALUES (%s, 'x@y.test', 'X', 'tech', 'h')",
-                (str(b.id),),
-            )
+    with pytest.raises(errors.InsufficientPrivilege) as exc, app_conn.transaction():
+        app_conn.execute(SET_TENANT, (str(a.id),))
+        app_conn.execute(
+            "INSERT INTO users (tenant_id, email, name, role, password_hash) VALUES (%s, 'x@y.test', 'X', 'tech', 'h')",
+            (str(b.id),),
+        )
     assert exc.value.sqlstate == "42501"
-    with pytest.raises(errors.InsufficientPrivilege):
-        with app_conn.transaction():
-            app_conn.execute(SET_TENANT, (str(a.id),))
-            app_conn.execute("UPDATE users SET tenant_id = %s WHERE id = %s", (str(b.id), str(a.owner.id)))
+    with pytest.raises(errors.InsufficientPrivilege), app_conn.transaction():
+        app_conn.execute(SET_TENANT, (str(a.id),))
+        app_conn.execute("UPDATE users SET tenant_id = %s WHERE id = %s", (str(b.id), str(a.owner.id)))
     # An UPDATE aimed at B's row from A silently touches nothing (USING hides it).
     with app_conn.transaction():
         app_conn.execute(SET_TENANT, (str(a.id),))
@@ -198,20 +196,18 @@ def test_t5_with_check_refuses_writes_into_another_tenant(two_tenants, app_conn)
 
 def test_t6_composite_foreign_keys_refuse_pointers_into_another_tenant(two_tenants, app_conn):
     a, b = two_tenants
-    with pytest.raises(errors.ForeignKeyViolation):
-        with app_conn.transaction():
-            app_conn.execute(SET_TENANT, (str(a.id),))
-            app_conn.execute(
-                "INSERT INTO invitations (tenant_id, email, role, invited_by, expires_at)"
-                " VALUES (%s, 'new@a.test', 'tech', %s, now() + interval '1 day')",
-                (str(a.id), str(b.owner.id)),
-            )
-    with pytest.raises(errors.ForeignKeyViolation):
-        with app_conn.transaction():
-            app_conn.execute(SET_TENANT, (str(a.id),))
-            app_conn.execute(
-                "INSERT INTO audit_log (tenant_id, actor_id, action) VALUES (%s, %s, 'x')", (str(a.id), str(b.owner.id))
-            )
+    with pytest.raises(errors.ForeignKeyViolation), app_conn.transaction():
+        app_conn.execute(SET_TENANT, (str(a.id),))
+        app_conn.execute(
+            "INSERT INTO invitations (tenant_id, email, role, invited_by, expires_at)"
+            " VALUES (%s, 'new@a.test', 'tech', %s, now() + interval '1 day')",
+            (str(a.id), str(b.owner.id)),
+        )
+    with pytest.raises(errors.ForeignKeyViolation), app_conn.transaction():
+        app_conn.execute(SET_TENANT, (str(a.id),))
+        app_conn.execute(
+            "INSERT INTO audit_log (tenant_id, actor_id, action) VALUES (%s, %s, 'x')", (str(a.id), str(b.owner.id))
+        )
 
 
 def test_t8_app_role_cannot_switch_rls_off(app_conn):
@@ -269,7 +265,9 @@ def test_tenants_cannot_read_each_others_tenant_row(two_tenants, app_conn):
         app_conn.execute(SET_TENANT, (str(a.id),))
         rows = app_conn.execute("SELECT id FROM tenants").fetchall()
         assert rows == [(a.id,)]
-        assert app_conn.execute("UPDATE tenants SET name = 'x' WHERE id = %s RETURNING id", (str(b.id),)).fetchall() == []
+        assert (
+            app_conn.execute("UPDATE tenants SET name = 'x' WHERE id = %s RETURNING id", (str(b.id),)).fetchall() == []
+        )
 
 
 def test_random_uuid_ids(two_tenants, app_conn):

@@ -61,13 +61,17 @@ def test_worker_command_runs_jobs_with_its_scheduler_and_stops_cleanly(app, serv
     """`flask worker` as the demo starts it: a real forking RQ worker with the scheduler."""
     a, _ = two_tenants
     env = {
-        **os.environ, "FIELDDAY_ENV": "test", "FLASK_APP": "wsgi.py",
-        "DATABASE_URL": services.pg.url("fieldday_app"), "DATABASE_OWNER_URL": services.pg.url("fieldday_owner"),
+        **os.environ,
+        "FIELDDAY_ENV": "test",
+        "FLASK_APP": "wsgi.py",
+        "DATABASE_URL": services.pg.url("fieldday_app"),
+        "DATABASE_OWNER_URL": services.pg.url("fieldday_owner"),
         "REDIS_URL": services.redis.url,
     }
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-m", "flask", "worker"], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "worker"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         from datetime import timedelta
 
@@ -81,8 +85,10 @@ def test_worker_command_runs_jobs_with_its_scheduler_and_stops_cleanly(app, serv
             from app.extensions import get_redis
 
             while time.time() < deadline:
-                statuses = [Job.fetch(j.id, connection=get_redis(), serializer=JSONSerializer).get_status()
-                            for j in (now_job, later)]
+                statuses = [
+                    Job.fetch(j.id, connection=get_redis(), serializer=JSONSerializer).get_status()
+                    for j in (now_job, later)
+                ]
                 if all(s == "finished" for s in statuses):
                     break
                 time.sleep(0.3)

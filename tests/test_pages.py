@@ -3,8 +3,10 @@
 import pytest
 
 
-@pytest.mark.parametrize("path", ["/", "/my-day", "/settings", "/team", "/account", "/activity", "/plan",
-                                  "/soon/calendar", "/soon/customers"])
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/my-day", "/settings", "/team", "/account", "/activity", "/plan", "/soon/calendar", "/soon/customers"],
+)
 def test_owner_pages_render(visitor, make_tenant, path):
     t = make_tenant()
     v = visitor()

@@ -15,8 +15,18 @@ def test_h6_forms_without_csrf_token_are_refused_and_write_nothing(make_tenant, 
     v = visitor()
     r = v.post("/login", {"email": t.owner.email, "password": t.owner.password})
     assert r.status_code == 400 and "form expired" in r.get_data(as_text=True)
-    r = v.post("/signup", {"business_name": "X", "subdomain": "csrfless", "time_zone": "America/New_York",
-                           "currency": "USD", "name": "X Y", "email": "x@csrfless.test", "password": "long-enough-pw-1"})
+    r = v.post(
+        "/signup",
+        {
+            "business_name": "X",
+            "subdomain": "csrfless",
+            "time_zone": "America/New_York",
+            "currency": "USD",
+            "name": "X Y",
+            "email": "x@csrfless.test",
+            "password": "long-enough-pw-1",
+        },
+    )
     assert r.status_code == 400
     assert visitor("csrfless.localhost").get("/").status_code == 404
     # JSON requests get a JSON answer.
@@ -43,8 +53,20 @@ def test_h6_dashboard_posts_need_the_token(make_tenant, visitor):
     assert "n@x.test" not in v.get("/team").get_data(as_text=True)
 
 
-@pytest.mark.parametrize("target", ["https://evil.com", "//evil.com", "/\\evil.com", "javascript:alert(1)",
-                                    "\\\\evil.com", "http:/evil.com", " //evil.com", "/%0d%0aSet-Cookie:x", ""])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.com",
+        "//evil.com",
+        "/\\evil.com",
+        "javascript:alert(1)",
+        "\\\\evil.com",
+        "http:/evil.com",
+        " //evil.com",
+        "/%0d%0aSet-Cookie:x",
+        "",
+    ],
+)
 def test_h7_unsafe_next_goes_to_dashboard(app, target):
     with app.test_request_context("/", base_url="http://app.localhost"):
         from flask import request
@@ -57,13 +79,19 @@ def test_h7_login_redirect_ignores_evil_next(make_tenant, visitor):
     t = make_tenant()
     v = visitor()
     token = v.token("/login")
-    r = v.client.post("/login?next=//evil.com", base_url=v.base,
-                      data={"email": t.owner.email, "password": t.owner.password, "csrf_token": token})
+    r = v.client.post(
+        "/login?next=//evil.com",
+        base_url=v.base,
+        data={"email": t.owner.email, "password": t.owner.password, "csrf_token": token},
+    )
     assert r.status_code == 302 and r.headers["Location"] == "/"
     v2 = visitor()
     token = v2.token("/login")
-    r = v2.client.post("/login?next=/settings", base_url=v2.base,
-                       data={"email": t.owner.email, "password": t.owner.password, "csrf_token": token})
+    r = v2.client.post(
+        "/login?next=/settings",
+        base_url=v2.base,
+        data={"email": t.owner.email, "password": t.owner.password, "csrf_token": token},
+    )
     assert r.headers["Location"] == "/settings"
 
 
@@ -74,9 +102,13 @@ def test_h8_login_limit_per_email_holds_across_processes(services, make_tenant):
 
     t = make_tenant()
     other = make_tenant()
-    overrides = {"SQLALCHEMY_DATABASE_URI": services.pg.url("fieldday_app"),
-                 "DATABASE_OWNER_URL": services.pg.url("fieldday_owner"), "REDIS_URL": services.redis.url,
-                 "RATELIMIT_STORAGE_URI": services.redis.url, "LOGIN_LIMIT_PER_IP": "30 per minute"}
+    overrides = {
+        "SQLALCHEMY_DATABASE_URI": services.pg.url("fieldday_app"),
+        "DATABASE_OWNER_URL": services.pg.url("fieldday_owner"),
+        "REDIS_URL": services.redis.url,
+        "RATELIMIT_STORAGE_URI": services.redis.url,
+        "LOGIN_LIMIT_PER_IP": "30 per minute",
+    }
     apps = [create_app(TestConfig, overrides), create_app(TestConfig, overrides)]
     clients = [a.test_client() for a in apps]
     env = {"REMOTE_ADDR": "10.20.30.40"}
@@ -86,8 +118,12 @@ def test_h8_login_limit_per_email_holds_across_processes(services, make_tenant):
         page = c.get("/login", base_url="http://app.localhost", environ_base=env).get_data(as_text=True)
         from tests.helpers import csrf_from
 
-        return c.post("/login", base_url="http://app.localhost", environ_base=env,
-                      data={"email": email, "password": password, "csrf_token": csrf_from(page)})
+        return c.post(
+            "/login",
+            base_url="http://app.localhost",
+            environ_base=env,
+            data={"email": email, "password": password, "csrf_token": csrf_from(page)},
+        )
 
     codes = [attempt(i, t.owner.email).status_code for i in range(10)]
     assert codes == [401] * 10
@@ -111,18 +147,27 @@ def test_h8_login_limit_per_ip(services, make_tenant):
     from app.config import TestConfig
     from tests.helpers import csrf_from
 
-    overrides = {"SQLALCHEMY_DATABASE_URI": services.pg.url("fieldday_app"),
-                 "DATABASE_OWNER_URL": services.pg.url("fieldday_owner"), "REDIS_URL": services.redis.url,
-                 "RATELIMIT_STORAGE_URI": services.redis.url, "LOGIN_LIMIT_PER_IP": "5 per minute"}
+    overrides = {
+        "SQLALCHEMY_DATABASE_URI": services.pg.url("fieldday_app"),
+        "DATABASE_OWNER_URL": services.pg.url("fieldday_owner"),
+        "REDIS_URL": services.redis.url,
+        "RATELIMIT_STORAGE_URI": services.redis.url,
+        "LOGIN_LIMIT_PER_IP": "5 per minute",
+    }
     a = create_app(TestConfig, overrides)
     c = a.test_client()
     env = {"REMOTE_ADDR": "10.99.0.7"}
     codes = []
     for i in range(7):
         page = c.get("/login", base_url="http://app.localhost", environ_base=env).get_data(as_text=True)
-        codes.append(c.post("/login", base_url="http://app.localhost", environ_base=env,
-                            data={"email": f"spray{i}@x.test", "password": "wrong-password-x",
-                                  "csrf_token": csrf_from(page)}).status_code)
+        codes.append(
+            c.post(
+                "/login",
+                base_url="http://app.localhost",
+                environ_base=env,
+                data={"email": f"spray{i}@x.test", "password": "wrong-password-x", "csrf_token": csrf_from(page)},
+            ).status_code
+        )
     assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
 
 
@@ -144,8 +189,15 @@ def test_h9_password_change_logs_out_other_devices(make_tenant, visitor):
     phone, laptop = visitor(), visitor()
     phone.login(t.owner.email, t.owner.password)
     laptop.login(t.owner.email, t.owner.password)
-    r = laptop.post("/account", {"current_password": t.owner.password, "password": "a-new-long-secret",
-                                 "confirm": "a-new-long-secret", "csrf_token": laptop.dashboard_token()})
+    r = laptop.post(
+        "/account",
+        {
+            "current_password": t.owner.password,
+            "password": "a-new-long-secret",
+            "confirm": "a-new-long-secret",
+            "csrf_token": laptop.dashboard_token(),
+        },
+    )
     assert r.status_code == 302
     assert laptop.get("/").status_code == 200  # this device stays logged in
     r = phone.get("/")
@@ -177,10 +229,16 @@ def test_h10_security_headers_on_every_kind_of_response(services, make_tenant):
     from app.config import TestConfig
 
     t = make_tenant()
-    prod_like = create_app(TestConfig, {
-        "SQLALCHEMY_DATABASE_URI": services.pg.url("fieldday_app"), "REDIS_URL": services.redis.url,
-        "HSTS": True, "PROPAGATE_EXCEPTIONS": False, "TESTING": False,
-    })
+    prod_like = create_app(
+        TestConfig,
+        {
+            "SQLALCHEMY_DATABASE_URI": services.pg.url("fieldday_app"),
+            "REDIS_URL": services.redis.url,
+            "HSTS": True,
+            "PROPAGATE_EXCEPTIONS": False,
+            "TESTING": False,
+        },
+    )
 
     def boom():
         raise RuntimeError("kaboom: secret stack detail")
@@ -209,7 +267,7 @@ def test_h10_security_headers_on_every_kind_of_response(services, make_tenant):
     assert responses["500"].status_code == 500
     body = responses["500"].get_data(as_text=True)
     assert "kaboom" not in body and "Traceback" not in body and "Something went wrong" in body
-    for name, r in responses.items():
+    for _name, r in responses.items():
         _assert_security_headers(r, hsts=True)
     assert "max-age=31536000" in responses["static"].headers["Cache-Control"]
 
@@ -219,8 +277,13 @@ def test_h11_oversized_body_is_413(make_tenant, visitor, app):
     v = visitor()
     v.login(t.owner.email, t.owner.password)
     big = b"x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
-    r = v.client.patch("/api/v1/settings", base_url=v.base, data=big, content_type="application/json",
-                       headers={"X-CSRFToken": v.dashboard_token()})
+    r = v.client.patch(
+        "/api/v1/settings",
+        base_url=v.base,
+        data=big,
+        content_type="application/json",
+        headers={"X-CSRFToken": v.dashboard_token()},
+    )
     assert r.status_code == 413 and r.get_json()["error"]["code"] == "too_large"
     r = v.client.post("/login", base_url=v.base, data=big, content_type="application/x-www-form-urlencoded")
     assert r.status_code == 413
@@ -231,13 +294,13 @@ def test_h11_malformed_json_and_unknown_fields(make_tenant, visitor):
     v = visitor()
     v.login(t.owner.email, t.owner.password)
     headers = {"X-CSRFToken": v.dashboard_token()}
-    r = v.client.patch("/api/v1/settings", base_url=v.base, data="{not json", content_type="application/json",
-                       headers=headers)
+    r = v.client.patch(
+        "/api/v1/settings", base_url=v.base, data="{not json", content_type="application/json", headers=headers
+    )
     assert r.status_code == 400
     err = r.get_json()["error"]
     assert err["fields"] == {"body": err["message"]} and "JSON" in err["message"]
-    r = v.client.patch("/api/v1/settings", base_url=v.base, json={"name": "Ok Name", "plan": "teams"},
-                       headers=headers)
+    r = v.client.patch("/api/v1/settings", base_url=v.base, json={"name": "Ok Name", "plan": "teams"}, headers=headers)
     assert r.status_code == 422
     assert r.get_json()["error"]["fields"] == {"plan": "Unknown field."}
     r = v.client.patch("/api/v1/settings", base_url=v.base, json={"brand_color": 42}, headers=headers)
@@ -256,7 +319,6 @@ def test_api_without_login_is_401_json(client):
 def test_healthz_reports_each_dependency(services):
     from app import create_app
     from app.config import TestConfig
-
     from scripts.lib.services import free_port
 
     dead = free_port()
@@ -264,8 +326,11 @@ def test_healthz_reports_each_dependency(services):
     cases = [
         (good, 200, {"postgres": "ok", "redis": "ok"}),
         ({**good, "REDIS_URL": f"redis://127.0.0.1:{dead}/0"}, 503, {"postgres": "ok"}),
-        ({**good, "SQLALCHEMY_DATABASE_URI": f"postgresql+psycopg://fieldday_app:x@127.0.0.1:{dead}/fieldday"}, 503,
-         {"redis": "ok"}),
+        (
+            {**good, "SQLALCHEMY_DATABASE_URI": f"postgresql+psycopg://fieldday_app:x@127.0.0.1:{dead}/fieldday"},
+            503,
+            {"redis": "ok"},
+        ),
     ]
     for overrides, status, subset in cases:
         a = create_app(TestConfig, overrides)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
@@ -55,9 +55,7 @@ def list_users() -> list[User]:
     return list(db.session.scalars(db.select(User).order_by(User.role != "owner", User.name)))
 
 
-def create_user(
-    tenant_id: uuid.UUID, *, email: str, name: str, role: str, password: str
-) -> User:
+def create_user(tenant_id: uuid.UUID, *, email: str, name: str, role: str, password: str) -> User:
     """Add a user to the current tenant, validating every field."""
     errors: dict[str, str] = {}
     try:
@@ -157,7 +155,7 @@ def set_password(user: User, new: str) -> None:
         raise ValidationFailed({"password": problem})
     user.password_hash = passwords.hash_password(new)
     user.session_version += 1
-    end_other_sessions(user, None, now=datetime.now(timezone.utc))
+    end_other_sessions(user, None, now=datetime.now(UTC))
     user.password_changed_at = db.func.now()
     audit.record(user.tenant_id, "user.password_changed", actor_id=user.id, subject_type="user", subject_id=user.id)
     db.session.flush()
@@ -200,14 +198,17 @@ def end_other_sessions(user: User, keep: uuid.UUID | None, *, now: datetime) -> 
 
 
 def list_live_sessions(user: User) -> list[UserSession]:
-    return list(db.session.scalars(
-        db.select(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
-        .order_by(UserSession.last_seen_at.desc())
-    ))
+    return list(
+        db.session.scalars(
+            db.select(UserSession)
+            .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+            .order_by(UserSession.last_seen_at.desc())
+        )
+    )
 
 
 def logout_everywhere(user: User) -> None:
-    end_other_sessions(user, None, now=datetime.now(timezone.utc))
+    end_other_sessions(user, None, now=datetime.now(UTC))
     user.session_version += 1
     audit.record(user.tenant_id, "user.logout_everywhere", actor_id=user.id, subject_type="user", subject_id=user.id)
     db.session.flush()
@@ -277,8 +278,12 @@ def invite(actor: User, *, email: str, name: str, role: str, now: datetime) -> I
     db.session.add(invitation)
     db.session.flush()
     audit.record(
-        actor.tenant_id, "invitation.created", actor_id=actor.id, subject_type="invitation",
-        subject_id=invitation.id, detail={"email": email, "role": role},
+        actor.tenant_id,
+        "invitation.created",
+        actor_id=actor.id,
+        subject_type="invitation",
+        subject_id=invitation.id,
+        detail={"email": email, "role": role},
     )
     return invitation
 
@@ -304,7 +309,13 @@ def revoke_invitation(actor: User, invitation_id: uuid.UUID, *, now: datetime) -
     invitation = get_invitation(invitation_id)
     if invitation.accepted_at is None and invitation.revoked_at is None:
         invitation.revoked_at = now
-        audit.record(actor.tenant_id, "invitation.revoked", actor_id=actor.id, subject_type="invitation", subject_id=invitation.id)
+        audit.record(
+            actor.tenant_id,
+            "invitation.revoked",
+            actor_id=actor.id,
+            subject_type="invitation",
+            subject_id=invitation.id,
+        )
     db.session.flush()
 
 
@@ -327,7 +338,11 @@ def accept_invitation(invitation: Invitation, *, name: str, password: str, now: 
     user = create_user(invitation.tenant_id, email=invitation.email, name=name, role=invitation.role, password=password)
     invitation.accepted_at = now
     audit.record(
-        invitation.tenant_id, "invitation.accepted", actor_id=user.id, subject_type="invitation", subject_id=invitation.id
+        invitation.tenant_id,
+        "invitation.accepted",
+        actor_id=user.id,
+        subject_type="invitation",
+        subject_id=invitation.id,
     )
     db.session.flush()
     return user
@@ -341,7 +356,14 @@ def set_role(actor: User, user_id: uuid.UUID, role: str) -> User:
         raise ValidationFailed({"role": "The owner's role can't be changed here."})
     user.role = role
     user.session_version += 1
-    audit.record(actor.tenant_id, "user.role_changed", actor_id=actor.id, subject_type="user", subject_id=user.id, detail={"role": role})
+    audit.record(
+        actor.tenant_id,
+        "user.role_changed",
+        actor_id=actor.id,
+        subject_type="user",
+        subject_id=user.id,
+        detail={"role": role},
+    )
     db.session.flush()
     return user
 

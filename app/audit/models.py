@@ -12,13 +12,9 @@ from app.extensions import db
 
 class AuditEntry(db.Model):
     __tablename__ = "audit_log"
-    __table_args__ = (
-        ForeignKeyConstraint(["tenant_id", "actor_id"], ["users.tenant_id", "users.id"]),
-    )
+    __table_args__ = (ForeignKeyConstraint(["tenant_id", "actor_id"], ["users.tenant_id", "users.id"]),)
 
-    tenant_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("tenants.id"), primary_key=True
-    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     action: Mapped[str]

@@ -32,8 +32,4 @@ def record(
 
 
 def list_recent(limit: int = 50) -> list[AuditEntry]:
-    return list(
-        db.session.scalars(
-            db.select(AuditEntry).order_by(AuditEntry.created_at.desc()).limit(limit)
-        )
-    )
+    return list(db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.created_at.desc()).limit(limit)))

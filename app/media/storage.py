@@ -23,8 +23,13 @@ def client():
             aws_access_key_id=cfg["S3_ACCESS_KEY_ID"],
             aws_secret_access_key=cfg["S3_SECRET_ACCESS_KEY"],
             region_name=cfg["S3_REGION"],
-            config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"},
-                              connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}),
+            config=BotoConfig(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                connect_timeout=3,
+                read_timeout=10,
+                retries={"max_attempts": 2},
+            ),
         )
         current_app.extensions["s3"] = cached
     return cached

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -60,31 +60,40 @@ def inject_nav():
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # Navigation: what exists now and what the next capabilities add (see docs/product.md).
 NAV = [
-    ("Run the day", [
-        ("dashboard.home", {}, "Home", MANAGERS),
-        ("dashboard.my_day", {}, "My day", ("tech",)),
-        ("dashboard.upcoming_page", {"page": "calendar"}, "Calendar", MANAGERS),
-        ("dashboard.upcoming_page", {"page": "routes"}, "Routes", MANAGERS),
-    ]),
-    ("Customers & sales", [
-        ("dashboard.upcoming_page", {"page": "customers"}, "Customers", MANAGERS),
-        ("dashboard.upcoming_page", {"page": "quotes"}, "Quotes", MANAGERS),
-        ("dashboard.upcoming_page", {"page": "payments"}, "Payments", MANAGERS),
-        ("dashboard.upcoming_page", {"page": "messages"}, "Messages", MANAGERS),
-    ]),
-    ("Business", [
-        ("dashboard.upcoming_page", {"page": "services"}, "Services", MANAGERS),
-        ("dashboard.team", {}, "Team", MANAGERS),
-        ("dashboard.settings", {}, "Settings", MANAGERS),
-        ("dashboard.upcoming_page", {"page": "integrations"}, "Integrations", MANAGERS),
-        ("dashboard.plan", {}, "Plan & usage", MANAGERS),
-        ("dashboard.activity", {}, "Activity", MANAGERS),
-    ]),
+    (
+        "Run the day",
+        [
+            ("dashboard.home", {}, "Home", MANAGERS),
+            ("dashboard.my_day", {}, "My day", ("tech",)),
+            ("dashboard.upcoming_page", {"page": "calendar"}, "Calendar", MANAGERS),
+            ("dashboard.upcoming_page", {"page": "routes"}, "Routes", MANAGERS),
+        ],
+    ),
+    (
+        "Customers & sales",
+        [
+            ("dashboard.upcoming_page", {"page": "customers"}, "Customers", MANAGERS),
+            ("dashboard.upcoming_page", {"page": "quotes"}, "Quotes", MANAGERS),
+            ("dashboard.upcoming_page", {"page": "payments"}, "Payments", MANAGERS),
+            ("dashboard.upcoming_page", {"page": "messages"}, "Messages", MANAGERS),
+        ],
+    ),
+    (
+        "Business",
+        [
+            ("dashboard.upcoming_page", {"page": "services"}, "Services", MANAGERS),
+            ("dashboard.team", {}, "Team", MANAGERS),
+            ("dashboard.settings", {}, "Settings", MANAGERS),
+            ("dashboard.upcoming_page", {"page": "integrations"}, "Integrations", MANAGERS),
+            ("dashboard.plan", {}, "Plan & usage", MANAGERS),
+            ("dashboard.activity", {}, "Activity", MANAGERS),
+        ],
+    ),
 ]
 
 UPCOMING = {
@@ -106,8 +115,16 @@ def home():
     invites = accounts.list_open_invitations(utcnow())
     checklist = [
         ("Create your business", True, None),
-        ("Add your logo and colour", bool(tenant.logo_key) or tenant.brand_color != "#0f766e", url_for("dashboard.settings")),
-        ("Invite a technician", any(u.role == "tech" for u in team) or any(i.role == "tech" for i in invites), url_for("dashboard.team")),
+        (
+            "Add your logo and colour",
+            bool(tenant.logo_key) or tenant.brand_color != "#0f766e",
+            url_for("dashboard.settings"),
+        ),
+        (
+            "Invite a technician",
+            any(u.role == "tech" for u in team) or any(i.role == "tech" for i in invites),
+            url_for("dashboard.team"),
+        ),
         ("Share your booking site", False, site_url(tenant.subdomain)),
     ]
     return render_template(
@@ -299,7 +316,9 @@ def activity():
 def plan():
     tenant = g.tenant
     current = get_plan(tenant.plan)
-    technicians = db.session.scalar(db.select(db.func.count()).select_from(User).where(User.role == "tech", User.is_active_flag))
+    technicians = db.session.scalar(
+        db.select(db.func.count()).select_from(User).where(User.role == "tech", User.is_active_flag)
+    )
     usage = [
         ("Technicians", technicians, current.technicians),
         ("Jobs this month", 0, current.jobs_per_month),

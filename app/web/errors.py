@@ -69,8 +69,16 @@ def render_error(status: int, message: str, *, code: str | None = None, errors: 
 
 def _code(status: int) -> str:
     return {
-        400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-        413: "too_large", 422: "invalid", 429: "rate_limited", 500: "server_error", 503: "unavailable",
+        400: "bad_request",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "too_large",
+        422: "invalid",
+        429: "rate_limited",
+        500: "server_error",
+        503: "unavailable",
     }.get(status, "error")
 
 

@@ -42,7 +42,9 @@ def local_date(dt: datetime | None) -> str:
 def init_app(app) -> None:
     app.add_template_filter(local_datetime)
     app.add_template_filter(local_date)
-    app.add_template_filter(lambda a: ACTIVITY.get(a, a.replace(".", " ").replace("_", " ").capitalize()), "activity_label")
+    app.add_template_filter(
+        lambda a: ACTIVITY.get(a, a.replace(".", " ").replace("_", " ").capitalize()), "activity_label"
+    )
     app.add_template_filter(lambda z: (z, z.replace("_", " ")), "tz_option")
     app.add_template_filter(lambda kv: (kv[0], f"{kv[0]} · {kv[1]}"), "currency_option")
     app.add_template_filter(lambda items, role: [i for i in items if role in i[3]], "visible_for")

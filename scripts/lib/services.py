@@ -74,37 +74,69 @@ class Postgres:
     def data(self) -> Path:
         return self.base / "pgdata"
 
-    def start(self) -> "Postgres":
+    def start(self) -> Postgres:
         self.base.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
             os.chown(self.base, pw.pw_uid, pw.pw_gid)
         subprocess.run(
-            _as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                          "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]),
-            check=True, capture_output=True,
+            _as_postgres(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
-        opts = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
-                "-c shared_buffers=256MB")
+        opts = (
+            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
+            "-c shared_buffers=256MB"
+        )
         subprocess.run(
-            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
-                          str(self.base / "postgres.log"), "-w", "start"]),
-            check=True, capture_output=True,
+            _as_postgres(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-o",
+                    opts,
+                    "-l",
+                    str(self.base / "postgres.log"),
+                    "-w",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         return self
 
     def stop(self) -> None:
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]),
-                       capture_output=True)
+        subprocess.run(
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]), capture_output=True
+        )
 
     def superuser_url(self, db: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
 
     def create_roles(self, dbname: str = "fieldday") -> None:
         env = {**os.environ, "FIELDDAY_DB": dbname, "OWNER_PASSWORD": "owner-pw", "APP_PASSWORD": "app-pw"}
-        subprocess.run(["bash", str(ROOT / "scripts" / "db_roles.sh"), "-h", "127.0.0.1", "-p", str(self.port),
-                        "-U", "postgres"], check=True, env=env, capture_output=True)
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "db_roles.sh"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
 
     def url(self, role: str, dbname: str = "fieldday", password: str | None = None) -> str:
         password = password or {"fieldday_owner": "owner-pw", "fieldday_app": "app-pw"}[role]
@@ -117,12 +149,24 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         self.base.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.base)],
-            stdout=open(self.base / "redis.log", "w"), stderr=subprocess.STDOUT,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.base),
+            ],
+            stdout=open(self.base / "redis.log", "w"),  # noqa: SIM115 - the child process owns it
+            stderr=subprocess.STDOUT,
         )
         wait_for_port(self.port, proc=self.proc)
         return self
@@ -147,22 +191,45 @@ class SeaweedS3:
     port: int = 0
     proc: subprocess.Popen | None = None
 
-    def start(self) -> "SeaweedS3":
+    def start(self) -> SeaweedS3:
         self.base.mkdir(parents=True, exist_ok=True)
-        ids = {"identities": [{"name": "fieldday",
-                               "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-                               "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+        ids = {
+            "identities": [
+                {
+                    "name": "fieldday",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
         (self.base / "identities.json").write_text(json.dumps(ids))
         b = free_port_block(10)
         self.port = b
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-        cmd = [weed, "server", f"-dir={self.base}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-               "-s3", f"-s3.config={self.base / 'identities.json'}", f"-s3.port={b}", f"-s3.port.grpc={b + 1}",
-               "-s3.port.iceberg=0", "-s3.port.lance=0",
-               f"-master.port={b + 2}", f"-master.port.grpc={b + 3}", f"-volume.port={b + 4}",
-               f"-volume.port.grpc={b + 5}", f"-filer.port={b + 6}", f"-filer.port.grpc={b + 7}",
-               f"-metricsPort={b + 8}", "-master.telemetry=false", "-iam=false", "-volume.max=5"]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.base / "weed.log", "w"), stderr=subprocess.STDOUT)
+        cmd = [
+            weed,
+            "server",
+            f"-dir={self.base}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-s3",
+            f"-s3.config={self.base / 'identities.json'}",
+            f"-s3.port={b}",
+            f"-s3.port.grpc={b + 1}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-master.port={b + 2}",
+            f"-master.port.grpc={b + 3}",
+            f"-volume.port={b + 4}",
+            f"-volume.port.grpc={b + 5}",
+            f"-filer.port={b + 6}",
+            f"-filer.port.grpc={b + 7}",
+            f"-metricsPort={b + 8}",
+            "-master.telemetry=false",
+            "-iam=false",
+            "-volume.max=5",
+        ]
+        self.proc = subprocess.Popen(cmd, stdout=open(self.base / "weed.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
         wait_for_port(b, timeout=60, proc=self.proc)
         return self
 
@@ -171,9 +238,14 @@ class SeaweedS3:
         import boto3
         from botocore.config import Config
 
-        s3 = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-                          aws_secret_access_key=self.secret_key, region_name="us-east-1",
-                          config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
         deadline = time.time() + timeout
         last = None
         while time.time() < deadline:
