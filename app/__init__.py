@@ -55,6 +55,7 @@ def create_app(config: type[Config] | None = None, overrides: dict | None = None
         hops = app.config["PROXY_FIX_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     from app import cli, extensions, jobs, mail, models  # noqa: F401  (models registers mappers)
     from app.web import register_web
