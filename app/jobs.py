@@ -90,7 +90,23 @@ def job(queue: str = "default", *, retry: Retry | None = DEFAULT_RETRY, timeout:
                 result_ttl=3600,
             )
 
+        def enqueue_at(when, tenant_id, *args, **kwargs):
+            tid = str(parse_tenant_id(tenant_id))
+            args = tuple(str(a) if isinstance(a, uuid.UUID) else a for a in args)
+            return get_queue(queue).enqueue_at(
+                when,
+                run,
+                tid,
+                *args,
+                **kwargs,
+                retry=retry,
+                job_timeout=timeout,
+                failure_ttl=7 * 24 * 3600,
+                result_ttl=3600,
+            )
+
         run.enqueue = enqueue  # type: ignore[attr-defined]
+        run.enqueue_at = enqueue_at  # type: ignore[attr-defined]
         run.queue_name = queue  # type: ignore[attr-defined]
         return run
 

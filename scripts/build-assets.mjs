@@ -10,6 +10,7 @@ const out = join(root, "app", "static", "dist");
 const sources = {
   "app.css": "app/static/src/app.css",
   "app.js": "app/static/src/app.js",
+  "booking.css": "app/static/src/booking.css",
   "htmx.min.js": "node_modules/htmx.org/dist/htmx.min.js",
 };
 

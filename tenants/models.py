@@ -25,6 +25,15 @@ class Tenant(db.Model):
     contact_email: Mapped[str | None]
     logo_key: Mapped[str | None]
     logo_content_type: Mapped[str | None]
+    lead_time_min: Mapped[int] = mapped_column(default=120)
+    horizon_days: Mapped[int] = mapped_column(default=60)
+    buffer_min: Mapped[int] = mapped_column(default=15)
+    arrival_window_min: Mapped[int] = mapped_column(default=60)
+    slot_step_min: Mapped[int] = mapped_column(default=30)
+    hold_min: Mapped[int] = mapped_column(default=15)
+    cancel_cutoff_hours: Mapped[int] = mapped_column(default=24)
+    max_reschedules: Mapped[int] = mapped_column(default=2)
+    deposits_enabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

@@ -254,3 +254,59 @@ def run_jobs(app):
             return finished
 
     return run
+
+
+@pytest.fixture
+def seed_booking(app):
+    """Give a tenant services and technicians (every day 08:00–17:00 local)."""
+
+    def seed(t, *, techs: int = 1, deposits: bool = False, lead_time_min: int = 120, buffer_min: int = 15):
+        from datetime import time
+
+        from app.booking import services as booking
+        from app.catalog import services as catalog
+        from app.extensions import db
+        from tenants.context import tenant_context
+        from tenants.models import Tenant
+
+        with app.app_context(), tenant_context(t.id, db.session):
+            tenant = db.session.get(Tenant, t.id)
+            tenant.deposits_enabled = deposits
+            tenant.lead_time_min = lead_time_min
+            tenant.buffer_min = buffer_min
+            full = catalog.create_package(
+                t.id,
+                name="Full detail",
+                description="Inside and out",
+                prices={
+                    "sedan": {"price_cents": 18000, "duration_min": 120},
+                    "suv": {"price_cents": 22000, "duration_min": 150},
+                },
+            )
+            wash = catalog.create_package(
+                t.id,
+                name="Express wash",
+                prices={
+                    "sedan": {"price_cents": 6000, "duration_min": 60},
+                    "suv": {"price_cents": 7500, "duration_min": 60},
+                    "truck": {"price_cents": 9000, "duration_min": 90},
+                },
+            )
+            pet = catalog.create_package(
+                t.id,
+                name="Pet hair removal",
+                kind="addon",
+                prices={
+                    "sedan": {"price_cents": 4000, "duration_min": 30},
+                    "suv": {"price_cents": 5000, "duration_min": 30},
+                },
+            )
+            every_day = {d: [(time(8), time(17))] for d in range(7)}
+            tech_ids = [
+                booking.create_technician(t.id, name=f"Tech {i}", hours=every_day, position=i).id for i in range(techs)
+            ]
+            facts = SimpleNamespace(full=full.id, wash=wash.id, pet=pet.id, techs=tech_ids)
+            db.session.commit()
+            return facts
+
+    return seed

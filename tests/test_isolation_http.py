@@ -21,8 +21,12 @@ def login(visitor, person):
 # --- H1: every route with an id, A's session, B's ids ------------------------------
 
 
-def _b_ids(app, b) -> dict[str, uuid.UUID]:
+def _b_ids(app, b, seed_booking) -> dict[str, uuid.UUID]:
     """One of B's real ids for each kind of id parameter a route can take."""
+    from tests.test_booking import book, request, tomorrow_at
+
+    f = seed_booking(b)
+    booking_id = book(app, b, request(f, tomorrow_at(10)))
     from app.accounts import services as accounts
     from app.accounts.models import User
     from app.extensions import db
@@ -34,11 +38,22 @@ def _b_ids(app, b) -> dict[str, uuid.UUID]:
             owner, email=f"new-{uuid.uuid4().hex[:6]}@b.test", name="New", role="tech", now=datetime.now(UTC)
         )
         db.session.commit()
-        return {"user_id": b.people["tech0"].id, "invitation_id": invitation.id}
+        from app.booking.models import Booking
+
+        customer_id = db.session.get(Booking, (b.id, booking_id)).customer_id
+        return {
+            "user_id": b.people["tech0"].id,
+            "invitation_id": invitation.id,
+            "package_id": f.wash,
+            "technician_id": f.techs[0],
+            "booking_id": booking_id,
+            "customer_id": customer_id,
+        }
 
 
 def _b_snapshot(app, b):
     from app.accounts.models import Invitation, User
+    from app.booking.models import Booking
     from app.extensions import db
     from tenants.context import tenant_context
 
@@ -47,12 +62,14 @@ def _b_snapshot(app, b):
             (u.id, u.name, u.role, u.is_active_flag, u.session_version) for u in db.session.scalars(db.select(User))
         )
         invites = sorted((i.id, i.revoked_at) for i in db.session.scalars(db.select(Invitation)))
-        return users, invites
+        bookings = sorted((x.id, x.status, x.starts_at) for x in db.session.scalars(db.select(Booking)))
+        return users, invites, bookings
 
 
-def test_h1_route_sweep_with_another_tenants_ids(app, two_tenants, visitor):
+def test_h1_route_sweep_with_another_tenants_ids(app, two_tenants, visitor, seed_booking):
     a, b = two_tenants
-    ids = _b_ids(app, b)
+    seed_booking(a)
+    ids = _b_ids(app, b, seed_booking)
     before = _b_snapshot(app, b)
     v = login(visitor, a.owner)
     token = v.dashboard_token()
@@ -74,7 +91,7 @@ def test_h1_route_sweep_with_another_tenants_ids(app, two_tenants, visitor):
                 headers={"X-CSRFToken": token, "Accept": "application/json" if "/api/" in path else "text/html"},
             )
             body = r.get_data(as_text=True)
-            assert r.status_code == 404, f"{method} {path} -> {r.status_code}"
+            assert r.status_code == 404, f"{method} {path} -> {r.status_code} {r.get_data(as_text=True)[:300]}"
             assert b.owner.email not in body and "tech0@" + b.subdomain not in body
             checked += 1
     assert checked >= 4

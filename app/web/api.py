@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, abort, g, jsonify, request
 from flask_login import current_user
 
 from app.accounts import services as accounts
+from app.booking import services as booking_services
+from app.catalog import services as catalog
+from app.customers import services as customer_services
 from app.errors import FielddayError, ValidationFailed
 from app.extensions import db
+from app.geo.geocoding import get_geocoder
 from tenants import settings as tenant_settings
 
 bp = Blueprint("api", __name__)
@@ -149,3 +154,278 @@ def openapi():
             },
         }
     )
+
+
+# Booking ---------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _instant(value, field: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationFailed({field: "Give an ISO 8601 time with its offset, like 2026-12-01T15:00:00Z."}) from None
+    if dt.tzinfo is None:
+        raise ValidationFailed({field: "Give the time with its offset (Z or +hh:mm)."})
+    return dt.astimezone(UTC)
+
+
+def _uuid_or_none(value, field: str):
+    if value in (None, ""):
+        return None
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ValidationFailed({field: "Not a valid id."}) from None
+
+
+def package_json(p) -> dict:
+    return {
+        "id": str(p.id),
+        "kind": p.kind,
+        "name": p.name,
+        "description": p.description,
+        "active": p.active,
+        "position": p.position,
+        "prices": {pr.size_class: {"price_cents": pr.price_cents, "duration_min": pr.duration_min} for pr in p.prices},
+    }
+
+
+def technician_json(t) -> dict:
+    return {
+        "id": str(t.id),
+        "name": t.name,
+        "color": t.color,
+        "active": t.active,
+        "skills": t.skills,
+        "home": {"address": t.home_address, "lat": t.home_lat, "lng": t.home_lng},
+        "hours": [
+            {"weekday": h.weekday, "start": h.start_local.strftime("%H:%M"), "end": h.end_local.strftime("%H:%M")}
+            for h in t.hours
+        ],
+    }
+
+
+def customer_json(c, *, full: bool = False) -> dict:
+    out = {"id": str(c.id), "name": c.name, "phone": c.phone, "email": c.email}
+    if full:
+        out["vehicles"] = [
+            {
+                "id": str(v.id),
+                "label": v.label,
+                "size_class": v.size_class,
+                "plate": v.plate,
+                "year": v.year,
+                "make": v.make,
+                "model": v.model,
+                "color": v.color,
+            }
+            for v in c.vehicles
+        ]
+        out["addresses"] = [
+            {"id": str(a.id), "line": a.one_line, "lat": a.lat, "lng": a.lng, "access_notes": a.access_notes}
+            for a in c.addresses
+        ]
+    return out
+
+
+def booking_json(b) -> dict:
+    return {
+        "id": str(b.id),
+        "reference": b.reference,
+        "status": b.status,
+        "starts_at": b.starts_at.isoformat(),
+        "ends_at": b.ends_at.isoformat(),
+        "technician_id": str(b.technician_id),
+        "customer_id": str(b.customer_id),
+        "vehicle_id": str(b.vehicle_id),
+        "address_id": str(b.address_id),
+        "price_cents": b.price_cents,
+        "currency": b.currency,
+        "hold_expires_at": b.hold_expires_at.isoformat() if b.hold_expires_at else None,
+        "items": [
+            {"name": i.name, "kind": i.kind, "price_cents": i.price_cents, "duration_min": i.duration_min}
+            for i in b.items
+        ],
+    }
+
+
+@bp.get("/packages")
+def list_packages():
+    return jsonify(packages=[package_json(p) for p in catalog.list_packages()])
+
+
+@bp.post("/packages")
+def create_package():
+    body = json_body()
+    package = catalog.create_package(
+        g.tenant.id,
+        name=body.get("name", ""),
+        kind=body.get("kind", "package"),
+        description=body.get("description"),
+        prices=body.get("prices") or {},
+        position=int(body.get("position") or 0),
+    )
+    db.session.commit()
+    return jsonify(package_json(package)), 201
+
+
+@bp.get("/packages/<uuid:package_id>")
+def get_package(package_id: uuid.UUID):
+    return jsonify(package_json(catalog.get_package(package_id)))
+
+
+@bp.get("/technicians")
+def list_technicians():
+    return jsonify(technicians=[technician_json(t) for t in booking_services.list_technicians(active_only=False)])
+
+
+@bp.get("/technicians/<uuid:technician_id>")
+def get_technician(technician_id: uuid.UUID):
+    return jsonify(technician_json(booking_services.get_technician(technician_id)))
+
+
+@bp.get("/customers")
+def list_customers():
+    return jsonify(customers=[customer_json(c) for c in customer_services.search_customers(request.args.get("q", ""))])
+
+
+@bp.post("/customers")
+def create_customer():
+    body = json_body()
+    region = customer_services.DEFAULT_REGION.get(g.tenant.currency, "US")
+    customer = customer_services.create_customer(g.tenant.id, body, region=region)
+    db.session.commit()
+    return jsonify(customer_json(customer, full=True)), 201
+
+
+@bp.get("/customers/<uuid:customer_id>")
+def get_customer(customer_id: uuid.UUID):
+    return jsonify(customer_json(customer_services.get_customer(customer_id), full=True))
+
+
+@bp.get("/availability")
+def availability():
+    args = request.args
+    try:
+        first = date.fromisoformat(args.get("date", ""))
+    except ValueError:
+        raise ValidationFailed({"date": "Give a day as YYYY-MM-DD."}) from None
+    days = min(max(int(args.get("days", "1") or 1), 1), 62)
+    priced = booking_services.price_selection(
+        args.get("package_id"), args.getlist("addon_ids"), args.get("size_class", "")
+    )
+    tech = _uuid_or_none(args.get("technician_id"), "technician_id")
+    by_day = booking_services.slots_for_days(
+        g.tenant, first, days, priced.duration, now=_now(), technician_ids=[tech] if tech else None
+    )
+    return jsonify(
+        duration_min=int(priced.duration.total_seconds() // 60),
+        price_cents=priced.price_cents,
+        days=[
+            {
+                "date": d.isoformat(),
+                "slots": [
+                    {
+                        "starts_at": s.start.isoformat(),
+                        "local": s.local.isoformat(),
+                        "technician_ids": [str(x) for x in s.technician_ids],
+                    }
+                    for s in slots
+                ],
+            }
+            for d, slots in by_day.items()
+        ],
+    )
+
+
+@bp.get("/availability/explain")
+def explain():
+    args = request.args
+    try:
+        day = date.fromisoformat(args.get("date", ""))
+        minutes = int(args.get("duration_min", "60"))
+    except ValueError:
+        raise ValidationFailed({"date": "Give a day as YYYY-MM-DD and duration_min in minutes."}) from None
+    tech = _uuid_or_none(args.get("technician_id"), "technician_id")
+    if tech is None:
+        raise ValidationFailed({"technician_id": "Choose a technician."})
+    rows = booking_services.explain_day(g.tenant, tech, day, timedelta(minutes=minutes), now=_now())
+    return jsonify(
+        times=[
+            {"local": c.local.isoformat(), "starts_at": c.start.isoformat(), "offered": c.offered, "reason": c.reason}
+            for c in rows
+        ]
+    )
+
+
+@bp.get("/bookings")
+def list_bookings():
+    start = _instant(request.args.get("start", _now().isoformat()), "start")
+    end = _instant(request.args.get("end", (start + timedelta(days=7)).isoformat()), "end")
+    return jsonify(bookings=[booking_json(b) for b in booking_services.list_bookings(start, end)])
+
+
+@bp.get("/bookings/<uuid:booking_id>")
+def get_booking(booking_id: uuid.UUID):
+    return jsonify(booking_json(booking_services.get_booking(booking_id)))
+
+
+@bp.post("/bookings")
+def create_booking():
+    body = json_body()
+    place = None
+    if body.get("address"):
+        found = get_geocoder().geocode(str(body["address"]))
+        if found is None:
+            raise ValidationFailed({"address": "We couldn't place that address."})
+        place = found.as_dict()
+    customer = body.get("customer") if isinstance(body.get("customer"), dict) else {}
+    req = booking_services.BookingRequest(
+        package_id=body.get("package_id"),
+        addon_ids=body.get("addon_ids") or [],
+        vehicle={"size_class": body.get("size_class", ""), **(body.get("vehicle") or {})},
+        place=place,
+        access_notes=body.get("access_notes"),
+        customer=customer,
+        starts_at=_instant(body.get("starts_at"), "starts_at"),
+        technician_id=_uuid_or_none(body.get("technician_id"), "technician_id"),
+        notes=body.get("notes"),
+        source="api",
+    )
+    booking = booking_services.book(g.tenant, req, now=_now(), actor_type="user", actor_id=current_user.id)
+    db.session.commit()
+    return jsonify(booking_json(booking)), 201
+
+
+@bp.post("/bookings/<uuid:booking_id>/move")
+def move_booking(booking_id: uuid.UUID):
+    booking = booking_services.get_booking(booking_id, for_update=True)
+    body = json_body()
+    booking_services.reschedule_booking(
+        g.tenant,
+        booking,
+        _instant(body.get("starts_at"), "starts_at"),
+        actor_type="user",
+        actor_id=current_user.id,
+        now=_now(),
+        technician_id=_uuid_or_none(body.get("technician_id"), "technician_id"),
+    )
+    db.session.commit()
+    return jsonify(booking_json(booking))
+
+
+@bp.post("/bookings/<uuid:booking_id>/status")
+def set_booking_status(booking_id: uuid.UUID):
+    booking = booking_services.get_booking(booking_id, for_update=True)
+    body = json_body()
+    to = body.get("status", "")
+    if to == "canceled":
+        booking_services.cancel_booking(g.tenant, booking, actor_type="user", actor_id=current_user.id, now=_now())
+    else:
+        booking_services.transition(booking, to, actor_type="user", actor_id=current_user.id)
+    db.session.commit()
+    return jsonify(booking_json(booking))

@@ -39,7 +39,29 @@ def local_date(dt: datetime | None) -> str:
     return _local(dt).strftime("%b %-d") if dt else ""
 
 
+def clock(dt: datetime) -> str:
+    return dt.strftime("%-I:%M %p").replace("AM", "am").replace("PM", "pm")
+
+
+def local_long(dt: datetime, tenant) -> str:
+    local = dt.astimezone(ZoneInfo(tenant.time_zone))
+    return local.strftime("%A, %B %-d at ") + clock(local)
+
+
+def duration(minutes: int) -> str:
+    hours, mins = divmod(int(minutes), 60)
+    if hours and mins:
+        return f"{hours} h {mins} min"
+    return f"{hours} h" if hours else f"{mins} min"
+
+
 def init_app(app) -> None:
+    from app.catalog.services import format_money
+
+    app.add_template_filter(clock)
+    app.add_template_filter(local_long)
+    app.add_template_filter(duration)
+    app.add_template_filter(format_money, "money")
     app.add_template_filter(local_datetime)
     app.add_template_filter(local_date)
     app.add_template_filter(

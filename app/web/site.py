@@ -3,8 +3,19 @@ reads the owner's session (which is not even sent here: the cookie is host-only)
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, render_template
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, session, url_for
+
+from app.booking import services as booking_services
+from app.booking import tokens as booking_tokens
+from app.booking.errors import SlotTaken, SlotUnavailable
+from app.catalog import services as catalog
+from app.customers.models import SIZE_CLASSES
+from app.errors import FielddayError, ValidationFailed
+from app.extensions import db
+from app.geo.geocoding import get_geocoder
 from tenants import settings as tenant_settings
 from tenants.web import require_tenant
 
@@ -33,3 +44,331 @@ def brand_css():
 @bp.get("/logo")
 def logo():
     return tenant_settings.logo_response(g.tenant)
+
+
+# The booking flow: service → vehicle → address → time → contact → review. The draft lives in
+# this host's own session cookie (host-only, so it never leaves this booking site).
+
+
+DRAFT = "booking_draft"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _draft() -> dict:
+    draft = session.get(DRAFT) or {}
+    # A draft from another business (same browser, other site) is never reused.
+    return draft if draft.get("tenant") == str(g.tenant.id) else {"tenant": str(g.tenant.id)}
+
+
+def _save(draft: dict) -> None:
+    session[DRAFT] = draft
+
+
+def _priced(draft: dict):
+    return booking_services.price_selection(
+        draft.get("package_id"), draft.get("addon_ids", []), draft.get("vehicle", {}).get("size_class", "")
+    )
+
+
+def _need(draft: dict, *keys: str):
+    for key, endpoint in (
+        ("package_id", "site.book_service"),
+        ("place", "site.book_address"),
+        ("starts_at", "site.book_time"),
+        ("customer", "site.book_details"),
+    ):
+        if key in keys and not draft.get(key):
+            return redirect(url_for(endpoint))
+    return None
+
+
+@bp.route("/book", methods=["GET", "POST"])
+def book_service():
+    draft = _draft()
+    packages = catalog.list_packages(active_only=True, kind="package")
+    addons = catalog.list_packages(active_only=True, kind="addon")
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = request.form
+        vehicle = {k: form.get(k, "") for k in ("size_class", "year", "make", "model", "color")}
+        candidate = {
+            **draft,
+            "package_id": form.get("package_id"),
+            "addon_ids": form.getlist("addon_ids"),
+            "vehicle": vehicle,
+        }
+        try:
+            priced = _priced(candidate)
+            from app.customers.services import clean_vehicle
+
+            clean_vehicle(vehicle)
+        except ValidationFailed as exc:
+            errors = exc.errors
+        else:
+            if draft.get("duration_min") != int(priced.duration.total_seconds() // 60):
+                candidate.pop("starts_at", None)  # a different length needs a new time
+            candidate["duration_min"] = int(priced.duration.total_seconds() // 60)
+            _save(candidate)
+            return redirect(url_for("site.book_address"))
+        draft = candidate
+    elif request.args.get("package"):
+        draft["package_id"] = request.args["package"]
+    return render_template(
+        "site/book_service.html",
+        tenant=g.tenant,
+        draft=draft,
+        packages=packages,
+        addons=addons,
+        sizes=SIZE_CLASSES,
+        errors=errors,
+        step=1,
+    ), (422 if errors else 200)
+
+
+@bp.route("/book/address", methods=["GET", "POST"])
+def book_address():
+    draft = _draft()
+    if (r := _need(draft, "package_id")) is not None:
+        return r
+    errors: dict[str, str] = {}
+    query = request.form.get("address", "") if request.method == "POST" else (draft.get("address_query") or "")
+    if request.method == "POST":
+        place = get_geocoder().geocode(query)
+        if place is None:
+            errors["address"] = "We couldn't find that address. Use a street number and name, like 1100 Congress Ave."
+        else:
+            p = place.as_dict()
+            try:  # the customer may have moved the pin
+                lat, lng = float(request.form.get("lat", "")), float(request.form.get("lng", ""))
+                if abs(lat - p["lat"]) < 0.05 and abs(lng - p["lng"]) < 0.05:
+                    p["lat"], p["lng"] = round(lat, 6), round(lng, 6)
+            except ValueError:
+                pass
+            draft.update(place=p, address_query=query, access_notes=request.form.get("access_notes", "")[:500])
+            _save(draft)
+            return redirect(url_for("site.book_time"))
+    return render_template(
+        "site/book_address.html", tenant=g.tenant, draft=draft, query=query, errors=errors, step=2
+    ), (422 if errors else 200)
+
+
+def _day_choices(tenant, duration: timedelta, now: datetime, days: int = 14):
+    tz = ZoneInfo(tenant.time_zone)
+    first = (now + timedelta(minutes=tenant.lead_time_min)).astimezone(tz).date()
+    days = min(days, tenant.horizon_days + 1)
+    return booking_services.slots_for_days(tenant, first, days, duration, now=now)
+
+
+@bp.get("/book/time")
+def book_time():
+    draft = _draft()
+    if (r := _need(draft, "package_id", "place")) is not None:
+        return r
+    return _render_time(draft)
+
+
+def _render_time(
+    draft: dict,
+    *,
+    message: str | None = None,
+    status: int = 200,
+    reschedule_token: str | None = None,
+    duration: timedelta | None = None,
+):
+    now = _now()
+    duration = duration or timedelta(minutes=int(draft.get("duration_min") or 60))
+    by_day = _day_choices(g.tenant, duration, now)
+    chosen_day = request.args.get("day")
+    try:
+        selected = date.fromisoformat(chosen_day) if chosen_day else None
+    except ValueError:
+        selected = None
+    if selected not in by_day:
+        selected = next((d for d, slots in by_day.items() if slots), next(iter(by_day), None))
+    return render_template(
+        "site/book_time.html",
+        tenant=g.tenant,
+        draft=draft,
+        by_day=by_day,
+        selected=selected,
+        slots=by_day.get(selected, []),
+        message=message,
+        step=3,
+        reschedule_token=reschedule_token,
+    ), status
+
+
+@bp.post("/book/time")
+def choose_time():
+    draft = _draft()
+    if (r := _need(draft, "package_id", "place")) is not None:
+        return r
+    try:
+        starts_at = datetime.fromisoformat(request.form.get("starts_at", ""))
+        if starts_at.tzinfo is None:
+            raise ValueError
+    except ValueError:
+        return _render_time(draft, message="Please pick one of the times below.", status=422)
+    draft["starts_at"] = starts_at.astimezone(UTC).isoformat()
+    _save(draft)
+    return redirect(url_for("site.book_details"))
+
+
+@bp.route("/book/details", methods=["GET", "POST"])
+def book_details():
+    draft = _draft()
+    if (r := _need(draft, "package_id", "place", "starts_at")) is not None:
+        return r
+    errors: dict[str, str] = {}
+    form = request.form if request.method == "POST" else draft.get("customer", {})
+    if request.method == "POST":
+        from app.customers.services import DEFAULT_REGION, clean_customer
+
+        data = {k: request.form.get(k, "") for k in ("name", "phone", "email")}
+        try:
+            clean_customer(data, region=DEFAULT_REGION.get(g.tenant.currency, "US"))
+            if not data["phone"].strip():
+                raise ValidationFailed({"phone": "Enter a mobile number: we text you when we're on the way."})
+        except ValidationFailed as exc:
+            errors = exc.errors
+        else:
+            draft["customer"] = data
+            draft["notes"] = request.form.get("notes", "")[:1000]
+            _save(draft)
+            return redirect(url_for("site.book_review"))
+    return render_template("site/book_details.html", tenant=g.tenant, draft=draft, form=form, errors=errors, step=4), (
+        422 if errors else 200
+    )
+
+
+@bp.route("/book/review", methods=["GET", "POST"])
+def book_review():
+    draft = _draft()
+    if (r := _need(draft, "package_id", "place", "starts_at", "customer")) is not None:
+        return r
+    try:
+        priced = _priced(draft)
+    except ValidationFailed:
+        return redirect(url_for("site.book_service"))
+    starts_at = datetime.fromisoformat(draft["starts_at"])
+    if request.method == "POST":
+        req = booking_services.BookingRequest(
+            package_id=draft["package_id"],
+            addon_ids=draft.get("addon_ids", []),
+            vehicle=draft["vehicle"],
+            place=draft["place"],
+            access_notes=draft.get("access_notes"),
+            customer=draft["customer"],
+            starts_at=starts_at,
+            notes=draft.get("notes"),
+            source="site",
+        )
+        try:
+            booking = booking_services.book(g.tenant, req, now=_now())
+        except (SlotTaken, SlotUnavailable) as exc:
+            db.session.rollback()
+            draft.pop("starts_at", None)
+            _save(draft)
+            return _render_time(draft, message=exc.message, status=409)
+        db.session.commit()
+        if booking.status == "pending":
+            from app.booking.jobs import expire_hold
+
+            expire_hold.enqueue_at(booking.hold_expires_at, booking.tenant_id, booking.id)
+        session.pop(DRAFT, None)
+        token = booking_tokens.make_manage_token(booking.tenant_id, booking.id, booking.token_version)
+        return redirect(url_for("site.manage_booking", token=token, new=1))
+    return render_template(
+        "site/book_review.html",
+        tenant=g.tenant,
+        draft=draft,
+        priced=priced,
+        starts_at=starts_at,
+        sizes=SIZE_CLASSES,
+        step=5,
+    )
+
+
+# Manage my booking -----------------------------------------------------------------
+
+
+def _booking_for_token(token: str):
+    g.referrer_policy = "no-referrer"
+    try:
+        tenant_id, booking_id, version = booking_tokens.read_manage_token(token)
+    except FielddayError:
+        abort(404)
+    if tenant_id != g.tenant.id:
+        abort(404)  # a link for another business's booking: nothing to see here
+    try:
+        booking = booking_services.get_booking(booking_id)
+    except FielddayError:
+        abort(404)
+    if booking.token_version != version:
+        abort(404)
+    return booking
+
+
+@bp.get("/b/<token>")
+def manage_booking(token: str):
+    booking = _booking_for_token(token)
+    now = _now()
+    cutoff = booking.starts_at - timedelta(hours=g.tenant.cancel_cutoff_hours)
+    can_change = booking.status in ("pending", "confirmed") and now <= cutoff
+    return render_template(
+        "site/manage.html",
+        tenant=g.tenant,
+        booking=booking,
+        token=token,
+        new=request.args.get("new") == "1",
+        can_change=can_change,
+        can_reschedule=can_change and booking.reschedule_count < g.tenant.max_reschedules,
+        cutoff=cutoff,
+    )
+
+
+@bp.route("/b/<token>/reschedule", methods=["GET", "POST"])
+def reschedule(token: str):
+    booking = _booking_for_token(token)
+    duration = booking.ends_at - booking.starts_at
+    if request.method == "POST":
+        try:
+            new_start = datetime.fromisoformat(request.form.get("starts_at", ""))
+            if new_start.tzinfo is None:
+                raise ValueError
+        except ValueError:
+            return _render_time(
+                {}, message="Please pick one of the times below.", status=422, reschedule_token=token, duration=duration
+            )
+        try:
+            booking_services.reschedule_booking(g.tenant, booking, new_start, actor_type="customer", now=_now())
+        except (SlotTaken, SlotUnavailable) as exc:
+            db.session.rollback()
+            return _render_time({}, message=exc.message, status=409, reschedule_token=token, duration=duration)
+        except FielddayError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return redirect(url_for("site.manage_booking", token=token))
+        db.session.commit()
+        flash("Your booking has been moved.", "success")
+        return redirect(url_for("site.manage_booking", token=token))
+    return _render_time({}, reschedule_token=token, duration=duration)
+
+
+@bp.post("/b/<token>/cancel")
+def cancel(token: str):
+    booking = _booking_for_token(token)
+    try:
+        booking_services.cancel_booking(
+            g.tenant, booking, actor_type="customer", now=_now(), reason=request.form.get("reason", "")[:200] or None
+        )
+    except FielddayError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("site.manage_booking", token=token))
+    db.session.commit()
+    flash("Your booking is canceled.", "info")
+    return redirect(url_for("site.manage_booking", token=token))

@@ -1,0 +1,601 @@
+"""Bookings: technicians' schedules, availability from the database, booking with no double
+booking, the status machine, holds, reschedule and cancel."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from psycopg.types.range import Range
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from app.booking import availability as av
+from app.booking.errors import BadTransition, PolicyRefused, SlotTaken, SlotUnavailable
+from app.booking.models import (
+    ACTIVE_STATUSES,
+    TRANSITIONS,
+    Booking,
+    BookingEvent,
+    BookingItem,
+    BusyBlock,
+    Technician,
+    WorkingHours,
+)
+from app.catalog.models import Package
+from app.customers import services as customers
+from app.customers.models import SIZE_CLASSES
+from app.errors import NotFound, ValidationFailed
+from app.extensions import db
+from tenants.models import Tenant
+
+UTC = UTC
+REF_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def rules_for(tenant: Tenant) -> av.Rules:
+    return av.Rules(
+        time_zone=tenant.time_zone,
+        lead_time=timedelta(minutes=tenant.lead_time_min),
+        horizon_days=tenant.horizon_days,
+        buffer=timedelta(minutes=tenant.buffer_min),
+        step=timedelta(minutes=tenant.slot_step_min),
+    )
+
+
+# Technicians -------------------------------------------------------------------
+
+
+def list_technicians(*, active_only: bool = True) -> list[Technician]:
+    stmt = db.select(Technician).order_by(Technician.position, Technician.name)
+    if active_only:
+        stmt = stmt.where(Technician.active)
+    return list(db.session.scalars(stmt))
+
+
+def get_technician(technician_id: uuid.UUID) -> Technician:
+    from tenants.context import current_tenant_id
+
+    tech = db.session.get(Technician, (current_tenant_id(), technician_id))
+    if tech is None:
+        raise NotFound("No such technician.")
+    return tech
+
+
+def create_technician(
+    tenant_id: uuid.UUID,
+    *,
+    name: str,
+    user_id: uuid.UUID | None = None,
+    color: str = "#0f766e",
+    home: dict | None = None,
+    skills: list[str] | None = None,
+    hours: dict[int, list[tuple[time, time]]] | None = None,
+    position: int = 0,
+) -> Technician:
+    """A technician with weekly hours (local wall-clock), home base and skills."""
+    tech = Technician(
+        tenant_id=tenant_id,
+        user_id=user_id,
+        name=name,
+        color=color,
+        skills=skills or [],
+        position=position,
+        home_address=(home or {}).get("line1"),
+        home_lat=(home or {}).get("lat"),
+        home_lng=(home or {}).get("lng"),
+    )
+    db.session.add(tech)
+    db.session.flush()
+    set_hours(tech, hours if hours is not None else default_hours())
+    return tech
+
+
+def default_hours() -> dict[int, list[tuple[time, time]]]:
+    return {d: [(time(8), time(17))] for d in range(0, 5)} | {5: [(time(9), time(14))]}
+
+
+def set_hours(tech: Technician, hours: dict[int, list[tuple[time, time]]]) -> None:
+    for weekday, spans in hours.items():
+        if not 0 <= weekday <= 6:
+            raise ValidationFailed({"hours": "Weekdays run from Monday (0) to Sunday (6)."})
+        for start, end in spans:
+            if start >= end:
+                raise ValidationFailed({"hours": "Each shift must end after it starts."})
+    tech.hours.clear()
+    db.session.flush()
+    for weekday, spans in sorted(hours.items()):
+        for start, end in spans:
+            tech.hours.append(WorkingHours(tenant_id=tech.tenant_id, weekday=weekday, start_local=start, end_local=end))
+    db.session.flush()
+
+
+def add_day_off(tech: Technician, day: date, tz_name: str, *, label: str = "Day off") -> BusyBlock:
+    from zoneinfo import ZoneInfo
+
+    start, end = av.local_day_bounds(day, ZoneInfo(tz_name))
+    block = BusyBlock(
+        tenant_id=tech.tenant_id, technician_id=tech.id, during=Range(start, end, "[)"), source="day_off", summary=label
+    )
+    db.session.add(block)
+    db.session.flush()
+    return block
+
+
+def add_busy_block(
+    tech: Technician,
+    start: datetime,
+    end: datetime,
+    *,
+    source: str = "manual",
+    summary: str | None = None,
+    external_id: str | None = None,
+) -> BusyBlock:
+    if end <= start:
+        raise ValidationFailed({"end": "The block must end after it starts."})
+    block = BusyBlock(
+        tenant_id=tech.tenant_id,
+        technician_id=tech.id,
+        during=Range(start, end, "[)"),
+        source=source,
+        summary=summary,
+        external_id=external_id,
+    )
+    db.session.add(block)
+    db.session.flush()
+    return block
+
+
+# Availability from the database ---------------------------------------------------
+
+
+def _engine_technicians(
+    start: datetime, end: datetime, technician_ids: list[uuid.UUID] | None = None
+) -> list[av.Technician]:
+    """Schedules and busy time (active bookings with their buffer, blocks) overlapping [start, end)."""
+    techs = [t for t in list_technicians() if technician_ids is None or t.id in technician_ids]
+    if not techs:
+        return []
+    ids = [t.id for t in techs]
+    window = Range(start, end, "[)")
+    busy: dict[uuid.UUID, list[av.Busy]] = {i: [] for i in ids}
+    booked: dict[uuid.UUID, int] = {i: 0 for i in ids}
+    rows = db.session.execute(
+        db.select(Booking.technician_id, Booking.during, Booking.reference, Booking.starts_at, Booking.ends_at).where(
+            Booking.technician_id.in_(ids),
+            Booking.status.in_(ACTIVE_STATUSES),
+            Booking.during.op("&&")(window),
+        )
+    )
+    for tech_id, during, ref, s, e in rows:
+        busy[tech_id].append(av.Busy(during.lower, during.upper, "booking", ref))
+        booked[tech_id] += int((e - s).total_seconds() // 60)
+    blocks = db.session.execute(
+        db.select(BusyBlock.technician_id, BusyBlock.during, BusyBlock.source, BusyBlock.summary).where(
+            BusyBlock.technician_id.in_(ids), BusyBlock.during.op("&&")(window)
+        )
+    )
+    for tech_id, during, source, summary in blocks:
+        busy[tech_id].append(av.Busy(during.lower, during.upper, source, summary or ""))
+    result = []
+    for t in techs:
+        hours: dict[int, list[tuple[time, time]]] = {}
+        for h in t.hours:
+            hours.setdefault(h.weekday, []).append((h.start_local, h.end_local))
+        result.append(av.Technician(t.id, t.name, hours, tuple(busy[t.id]), booked[t.id], t.position))
+    return result
+
+
+def _padded_bounds(first: date, last: date, tenant: Tenant) -> tuple[datetime, datetime]:
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(tenant.time_zone)
+    start, _ = av.local_day_bounds(first, tz)
+    _, end = av.local_day_bounds(last, tz)
+    # Bookings that started the evening before still block the morning.
+    return start - timedelta(days=1), end + timedelta(hours=6)
+
+
+def slots_for_days(
+    tenant: Tenant,
+    first: date,
+    days: int,
+    duration: timedelta,
+    *,
+    now: datetime,
+    technician_ids: list[uuid.UUID] | None = None,
+) -> dict[date, list[av.Slot]]:
+    """Offered start times per local day, loading the data once for the whole range."""
+    last = first + timedelta(days=days - 1)
+    start, end = _padded_bounds(first, last, tenant)
+    techs = _engine_technicians(start, end, technician_ids)
+    rules = rules_for(tenant)
+    return {
+        first + timedelta(days=i): av.day_slots(first + timedelta(days=i), techs, rules, duration, now=now)
+        for i in range(days)
+    }
+
+
+def explain_day(
+    tenant: Tenant, technician_id: uuid.UUID, day: date, duration: timedelta, *, now: datetime
+) -> list[av.Candidate]:
+    """For the owner: every candidate time on ``day`` for one technician, and why."""
+    get_technician(technician_id)
+    start, end = _padded_bounds(day, day, tenant)
+    techs = _engine_technicians(start, end, [technician_id])
+    return av.candidates(day, techs[0], rules_for(tenant), duration, now=now) if techs else []
+
+
+# Pricing -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Priced:
+    items: list[dict]
+    price_cents: int
+    duration: timedelta
+
+
+def price_selection(package_id: uuid.UUID | str | None, addon_ids: list, size_class: str) -> Priced:
+    """Validate a package plus add-ons for a vehicle size; price and duration in one go."""
+    from tenants.context import current_tenant_id
+
+    if size_class not in SIZE_CLASSES:
+        raise ValidationFailed({"size_class": "Choose the vehicle size."})
+    try:
+        pid = uuid.UUID(str(package_id))
+        aids = [uuid.UUID(str(a)) for a in addon_ids or []]
+    except ValueError:
+        raise ValidationFailed({"package_id": "Choose a service."}) from None
+    tid = current_tenant_id()
+    package = db.session.get(Package, (tid, pid))
+    if package is None or not package.active or package.kind != "package":
+        raise ValidationFailed({"package_id": "Choose a service."})
+    chosen = [package]
+    for aid in dict.fromkeys(aids):
+        addon = db.session.get(Package, (tid, aid))
+        if addon is None or not addon.active or addon.kind != "addon":
+            raise ValidationFailed({"addon_ids": "One of the add-ons isn't available."})
+        chosen.append(addon)
+    items = []
+    for p in chosen:
+        price = p.price_for(size_class)
+        if price is None:
+            raise ValidationFailed({"size_class": f"{p.name} isn't offered for a {SIZE_CLASSES[size_class].lower()}."})
+        items.append(
+            {
+                "package_id": p.id,
+                "kind": p.kind,
+                "name": p.name,
+                "price_cents": price.price_cents,
+                "duration_min": price.duration_min,
+            }
+        )
+    return Priced(items, sum(i["price_cents"] for i in items), timedelta(minutes=sum(i["duration_min"] for i in items)))
+
+
+# Booking ---------------------------------------------------------------------------
+
+
+@dataclass
+class BookingRequest:
+    package_id: str | uuid.UUID
+    addon_ids: list
+    vehicle: dict  # size_class, year, make, model, color, plate
+    place: dict  # geocoded: line1, city, region, postal_code, lat, lng
+    access_notes: str | None
+    customer: dict  # name, phone, email
+    starts_at: datetime
+    technician_id: uuid.UUID | None = None
+    notes: str | None = None
+    source: str = "site"
+
+
+def _lock_technician_day(tenant: Tenant, technician_id: uuid.UUID, starts_at: datetime) -> None:
+    """Serialise bookings per (tenant, technician, local day): transaction-scoped, so safe
+    behind a pooler (DESIGN §5). The exclusion constraint stays the last line."""
+    from zoneinfo import ZoneInfo
+
+    day = starts_at.astimezone(ZoneInfo(tenant.time_zone)).date()
+    db.session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"booking:{tenant.id}:{technician_id}:{day.isoformat()}"},
+    )
+
+
+def _free_technicians(
+    tenant: Tenant, starts_at: datetime, duration: timedelta, now: datetime, only: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    from zoneinfo import ZoneInfo
+
+    day = starts_at.astimezone(ZoneInfo(tenant.time_zone)).date()
+    slots = slots_for_days(tenant, day, 1, duration, now=now, technician_ids=[only] if only else None)[day]
+    slot = next((s for s in slots if s.start == starts_at), None)
+    return list(slot.technician_ids) if slot else []
+
+
+def _new_reference() -> str:
+    return "".join(secrets.choice(REF_ALPHABET) for _ in range(6))
+
+
+def _check_window(tenant: Tenant, starts_at: datetime, now: datetime) -> None:
+    if starts_at.tzinfo is None:
+        raise ValidationFailed({"starts_at": "Give the time with its zone (ISO 8601)."})
+    if starts_at < now:
+        raise SlotUnavailable("That time is in the past. Please pick a later time.")
+    if starts_at < now + timedelta(minutes=tenant.lead_time_min):
+        raise SlotUnavailable("That time is too soon to book online. Please pick a later time.")
+    if starts_at > now + timedelta(days=tenant.horizon_days + 1):
+        raise SlotUnavailable(f"We take bookings up to {tenant.horizon_days} days ahead.")
+
+
+def book(
+    tenant: Tenant,
+    req: BookingRequest,
+    *,
+    now: datetime,
+    actor_type: str = "customer",
+    actor_id: uuid.UUID | None = None,
+) -> Booking:
+    """Create a booking in one transaction: the customer, vehicle and address, the items, and
+    the slot, re-checked under the technician-day lock. Raises SlotTaken if it is gone."""
+    region = customers.DEFAULT_REGION.get(tenant.currency, "US")
+    errors: dict[str, str] = {}
+    priced = None
+    try:
+        priced = price_selection(req.package_id, req.addon_ids, (req.vehicle or {}).get("size_class", ""))
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+    try:
+        customers.clean_vehicle(req.vehicle or {})
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+    try:
+        customers.clean_customer(req.customer or {}, region=region)
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+    if not req.place or "lat" not in req.place:
+        errors["address"] = "Enter the address where we'll do the job."
+    if errors:
+        raise ValidationFailed(errors)
+    starts_at = req.starts_at.astimezone(UTC)
+    _check_window(tenant, starts_at, now)
+
+    candidates = _free_technicians(tenant, starts_at, priced.duration, now, req.technician_id)
+    if not candidates:
+        raise SlotTaken()
+    chosen = None
+    for tech_id in candidates:
+        _lock_technician_day(tenant, tech_id, starts_at)
+        if tech_id in _free_technicians(tenant, starts_at, priced.duration, now, tech_id):
+            chosen = tech_id
+            break
+    if chosen is None:
+        raise SlotTaken()
+
+    clean = customers.clean_customer(req.customer, region=region)
+    customer = customers.find_by_phone(clean["phone"]) if clean["phone"] else None
+    if customer is None:
+        customer = customers.create_customer(tenant.id, req.customer, region=region)
+    elif clean["email"] and not customer.email:
+        customer.email = clean["email"]
+    vehicle = customers.find_or_add_vehicle(customer, req.vehicle)
+    address = customers.add_address(customer, req.place, access_notes=req.access_notes)
+    ends_at = starts_at + priced.duration
+    status = "pending" if tenant.deposits_enabled else "confirmed"
+    booking = Booking(
+        tenant_id=tenant.id,
+        reference=_new_reference(),
+        customer_id=customer.id,
+        vehicle_id=vehicle.id,
+        address_id=address.id,
+        technician_id=chosen,
+        status=status,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        during=Range(starts_at, ends_at + timedelta(minutes=tenant.buffer_min), "[)"),
+        arrival_window_min=tenant.arrival_window_min,
+        price_cents=priced.price_cents,
+        currency=tenant.currency,
+        hold_expires_at=now + timedelta(minutes=tenant.hold_min) if status == "pending" else None,
+        source=req.source,
+        customer_notes=(req.notes or "")[:1000] or None,
+    )
+    booking.items = [BookingItem(tenant_id=tenant.id, **item) for item in priced.items]
+    _insert(booking)
+    _record(booking, None, status, actor_type, actor_id, {"source": req.source})
+    return booking
+
+
+def _insert(booking: Booking) -> None:
+    for _ in range(5):
+        try:
+            with db.session.begin_nested():
+                db.session.add(booking)
+                db.session.flush()
+            return
+        except IntegrityError as exc:
+            sqlstate = getattr(exc.orig, "sqlstate", None)
+            if sqlstate == "23P01":  # exclusion_violation: the constraint caught an overlap
+                raise SlotTaken() from None
+            if sqlstate == "23505" and "uq_bookings_reference" in str(exc.orig):
+                booking.reference = _new_reference()
+                continue
+            raise
+    raise RuntimeError("could not allocate a booking reference")
+
+
+def _record(
+    booking: Booking,
+    from_status: str | None,
+    to_status: str,
+    actor_type: str,
+    actor_id: uuid.UUID | None,
+    detail: dict | None = None,
+) -> None:
+    db.session.add(
+        BookingEvent(
+            tenant_id=booking.tenant_id,
+            booking_id=booking.id,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            from_status=from_status,
+            to_status=to_status,
+            detail=detail or {},
+        )
+    )
+    db.session.flush()
+
+
+def get_booking(booking_id: uuid.UUID, *, for_update: bool = False) -> Booking:
+    from tenants.context import current_tenant_id
+
+    stmt = db.select(Booking).where(Booking.tenant_id == current_tenant_id(), Booking.id == booking_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    booking = db.session.scalar(stmt)
+    if booking is None:
+        raise NotFound("No such booking.")
+    return booking
+
+
+def transition(
+    booking: Booking, to_status: str, *, actor_type: str, actor_id: uuid.UUID | None = None, detail: dict | None = None
+) -> Booking:
+    """Move a booking along the status machine, recording who, when, from and to."""
+    if to_status not in TRANSITIONS.get(booking.status, set()):
+        raise BadTransition(f"A {booking.status_label.lower()} booking can't become {to_status.replace('_', ' ')}.")
+    from_status = booking.status
+    booking.status = to_status
+    if to_status == "confirmed":
+        booking.hold_expires_at = None
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "23P01":
+            raise SlotTaken("That time is no longer free.") from None
+        raise
+    _record(booking, from_status, to_status, actor_type, actor_id, detail)
+    return booking
+
+
+def cancel_booking(
+    tenant: Tenant,
+    booking: Booking,
+    *,
+    actor_type: str,
+    actor_id: uuid.UUID | None = None,
+    now: datetime,
+    reason: str | None = None,
+) -> Booking:
+    if actor_type == "customer" and booking.status == "confirmed":
+        cutoff = booking.starts_at - timedelta(hours=tenant.cancel_cutoff_hours)
+        if now > cutoff:
+            raise PolicyRefused(
+                f"Online cancellation closes {tenant.cancel_cutoff_hours} hours before the appointment. Please call us."
+            )
+    return transition(
+        booking, "canceled", actor_type=actor_type, actor_id=actor_id, detail={"reason": reason} if reason else None
+    )
+
+
+def reschedule_booking(
+    tenant: Tenant,
+    booking: Booking,
+    new_start: datetime,
+    *,
+    actor_type: str,
+    actor_id: uuid.UUID | None = None,
+    now: datetime,
+    technician_id: uuid.UUID | None = None,
+) -> Booking:
+    """Move an active booking to an offered time (same rules as booking)."""
+    if booking.status not in ("pending", "confirmed"):
+        raise BadTransition("Only upcoming bookings can be moved.")
+    if actor_type == "customer":
+        if booking.reschedule_count >= tenant.max_reschedules:
+            raise PolicyRefused("This booking has been moved as many times as we allow online. Please call us.")
+        if now > booking.starts_at - timedelta(hours=tenant.cancel_cutoff_hours):
+            raise PolicyRefused(
+                f"Online changes close {tenant.cancel_cutoff_hours} hours before the appointment. Please call us."
+            )
+    new_start = new_start.astimezone(UTC)
+    _check_window(tenant, new_start, now)
+    duration = booking.ends_at - booking.starts_at
+    old = (booking.starts_at, booking.technician_id)
+    # Free our own slot for the check, inside this transaction only.
+    saved_status = booking.status
+    booking.status = "canceled"
+    db.session.flush()
+    try:
+        candidates = _free_technicians(tenant, new_start, duration, now, technician_id)
+        if technician_id is None and booking.technician_id in candidates:
+            candidates.remove(booking.technician_id)
+            candidates.insert(0, booking.technician_id)
+        chosen = None
+        for tech_id in candidates:
+            _lock_technician_day(tenant, tech_id, new_start)
+            if tech_id in _free_technicians(tenant, new_start, duration, now, tech_id):
+                chosen = tech_id
+                break
+        if chosen is None:
+            raise SlotTaken()
+    finally:
+        booking.status = saved_status
+    booking.starts_at, booking.ends_at = new_start, new_start + duration
+    booking.technician_id = chosen
+    booking.during = Range(new_start, new_start + duration + timedelta(minutes=tenant.buffer_min), "[)")
+    if actor_type == "customer":
+        booking.reschedule_count += 1
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "23P01":
+            raise SlotTaken() from None
+        raise
+    _record(
+        booking,
+        booking.status,
+        booking.status,
+        actor_type,
+        actor_id,
+        {
+            "moved_from": old[0].isoformat(),
+            "moved_to": new_start.isoformat(),
+            "technician_from": str(old[1]),
+            "technician_to": str(chosen),
+        },
+    )
+    return booking
+
+
+def expire_hold(booking_id: uuid.UUID, *, now: datetime) -> bool:
+    """Expire a pending booking whose hold has run out; frees the slot. Idempotent."""
+    booking = get_booking(booking_id, for_update=True)
+    if booking.status != "pending" or booking.hold_expires_at is None or booking.hold_expires_at > now:
+        return False
+    transition(booking, "expired", actor_type="system", detail={"reason": "hold expired"})
+    return True
+
+
+def list_bookings(
+    start: datetime, end: datetime, *, technician_id: uuid.UUID | None = None, include_inactive: bool = False
+) -> list[Booking]:
+    stmt = db.select(Booking).where(Booking.starts_at < end, Booking.ends_at > start).order_by(Booking.starts_at)
+    if not include_inactive:
+        stmt = stmt.where(Booking.status.in_(ACTIVE_STATUSES + ("completed",)))
+    if technician_id:
+        stmt = stmt.where(Booking.technician_id == technician_id)
+    return list(db.session.scalars(stmt))
+
+
+def booking_events(booking: Booking) -> list[BookingEvent]:
+    return list(
+        db.session.scalars(
+            db.select(BookingEvent).where(BookingEvent.booking_id == booking.id).order_by(BookingEvent.created_at)
+        )
+    )

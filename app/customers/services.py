@@ -1,0 +1,201 @@
+"""Customers, their vehicles and addresses."""
+
+from __future__ import annotations
+
+import uuid
+
+import phonenumbers
+from sqlalchemy import func, or_
+
+from app.customers.models import SIZE_CLASSES, Address, Customer, Vehicle
+from app.errors import NotFound, ValidationFailed
+from app.extensions import db
+
+DEFAULT_REGION = {"USD": "US", "CAD": "CA", "GBP": "GB", "EUR": "DE", "AUD": "AU", "NZD": "NZ"}
+
+
+def normalise_phone(raw: str, *, region: str = "US", field: str = "phone") -> str:
+    """E.164, or ValidationFailed naming ``field``."""
+    raw = (raw or "").strip()
+    if not raw:
+        raise ValidationFailed({field: "Enter a mobile number."})
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        raise ValidationFailed({field: "Enter a phone number, like (512) 555-0142."}) from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValidationFailed({field: "That phone number doesn't look right. Check the digits."})
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def format_phone(e164: str | None) -> str:
+    if not e164:
+        return ""
+    number = phonenumbers.parse(e164, None)
+    fmt = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if number.country_code == 1
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    return phonenumbers.format_number(number, fmt)
+
+
+def get_customer(customer_id: uuid.UUID) -> Customer:
+    customer = db.session.get(Customer, (_tenant(), customer_id))
+    if customer is None:
+        raise NotFound("No such customer.")
+    return customer
+
+
+def _tenant() -> uuid.UUID | None:
+    from tenants.context import current_tenant_id
+
+    return current_tenant_id()
+
+
+def find_by_phone(phone: str) -> Customer | None:
+    return db.session.scalar(db.select(Customer).where(Customer.phone == phone))
+
+
+def clean_customer(data: dict, *, region: str) -> dict:
+    """Validated customer fields from form/JSON data; raises ValidationFailed with every problem."""
+    from app.accounts.services import normalise_email
+
+    errors: dict[str, str] = {}
+    clean: dict = {}
+    name = " ".join((data.get("name") or "").split())
+    if not name:
+        errors["name"] = "Enter the customer's name."
+    elif len(name) > 120:
+        errors["name"] = "Use at most 120 characters."
+    clean["name"] = name
+    phone_raw, email_raw = (data.get("phone") or "").strip(), (data.get("email") or "").strip()
+    clean["phone"] = clean["email"] = None
+    if phone_raw:
+        try:
+            clean["phone"] = normalise_phone(phone_raw, region=region)
+        except ValidationFailed as exc:
+            errors.update(exc.errors)
+    if email_raw:
+        try:
+            clean["email"] = normalise_email(email_raw)
+        except ValidationFailed as exc:
+            errors.update(exc.errors)
+    if not phone_raw and not email_raw:
+        errors["phone"] = "Enter a mobile number or an e-mail address."
+    notes = (data.get("notes") or "").strip()
+    clean["notes"] = notes[:2000] or None
+    if errors:
+        raise ValidationFailed(errors)
+    return clean
+
+
+def create_customer(tenant_id: uuid.UUID, data: dict, *, region: str) -> Customer:
+    clean = clean_customer(data, region=region)
+    if clean["phone"] and find_by_phone(clean["phone"]):
+        raise ValidationFailed({"phone": "A customer with this number already exists."})
+    customer = Customer(tenant_id=tenant_id, **clean)
+    db.session.add(customer)
+    db.session.flush()
+    return customer
+
+
+def update_customer(customer: Customer, data: dict, *, region: str) -> Customer:
+    clean = clean_customer(data, region=region)
+    if clean["phone"] and clean["phone"] != customer.phone:
+        other = find_by_phone(clean["phone"])
+        if other is not None and other.id != customer.id:
+            raise ValidationFailed({"phone": "Another customer has this number."})
+    for key, value in clean.items():
+        setattr(customer, key, value)
+    db.session.flush()
+    return customer
+
+
+def clean_vehicle(data: dict) -> dict:
+    errors: dict[str, str] = {}
+    size = data.get("size_class") or ""
+    if size not in SIZE_CLASSES:
+        errors["size_class"] = "Choose the vehicle size."
+    year = str(data.get("year") or "").strip()
+    year_n = None
+    if year:
+        if not year.isdigit() or not 1900 <= int(year) <= 2100:
+            errors["year"] = "Enter a year like 2019."
+        else:
+            year_n = int(year)
+    clean = {"size_class": size, "year": year_n}
+    for key, limit in (("make", 40), ("model", 60), ("color", 30), ("plate", 15)):
+        value = " ".join(str(data.get(key) or "").split())
+        if len(value) > limit:
+            errors[key] = f"Use at most {limit} characters."
+        clean[key] = value or None
+    if clean["plate"]:
+        clean["plate"] = clean["plate"].upper()
+    if errors:
+        raise ValidationFailed(errors)
+    return clean
+
+
+def add_vehicle(customer: Customer, data: dict) -> Vehicle:
+    vehicle = Vehicle(tenant_id=customer.tenant_id, customer_id=customer.id, **clean_vehicle(data))
+    db.session.add(vehicle)
+    db.session.flush()
+    return vehicle
+
+
+def find_or_add_vehicle(customer: Customer, data: dict) -> Vehicle:
+    clean = clean_vehicle(data)
+    for v in customer.vehicles:
+        same_plate = clean["plate"] and v.plate == clean["plate"]
+        same_car = (v.make, v.model, v.size_class) == (clean["make"], clean["model"], clean["size_class"])
+        if same_plate or (not clean["plate"] and same_car and (clean["make"] or clean["model"])):
+            for key, value in clean.items():
+                if value is not None:
+                    setattr(v, key, value)
+            return v
+    return add_vehicle(customer, data)
+
+
+def add_address(customer: Customer, place: dict, *, access_notes: str | None = None) -> Address:
+    """``place`` is a geocoded result: line1, city, region, postal_code, lat, lng."""
+    for a in customer.addresses:
+        if a.line1.lower() == place["line1"].lower() and abs(a.lat - place["lat"]) < 1e-4:
+            if access_notes:
+                a.access_notes = access_notes[:500]
+            return a
+    address = Address(
+        tenant_id=customer.tenant_id,
+        customer_id=customer.id,
+        line1=place["line1"],
+        city=place.get("city"),
+        region=place.get("region"),
+        postal_code=place.get("postal_code"),
+        lat=float(place["lat"]),
+        lng=float(place["lng"]),
+        access_notes=(access_notes or "")[:500] or None,
+    )
+    db.session.add(address)
+    db.session.flush()
+    return address
+
+
+def search_customers(query: str = "", *, limit: int = 50) -> list[Customer]:
+    """By name, phone or plate: trigram similarity for typos, substring for partials."""
+    q = (query or "").strip()
+    stmt = db.select(Customer)
+    if q:
+        digits = "".join(ch for ch in q if ch.isdigit())
+        plate_match = db.select(Vehicle.customer_id).where(Vehicle.plate.ilike(f"%{q.upper()}%"))
+        conditions = [
+            Customer.name.ilike(f"%{q}%"),
+            func.similarity(Customer.name, q) > 0.3,
+            Customer.email.ilike(f"%{q}%"),
+            Customer.id.in_(plate_match),
+        ]
+        if len(digits) >= 3:
+            conditions.append(Customer.phone.like(f"%{digits}%"))
+        stmt = stmt.where(or_(*conditions)).order_by(func.similarity(Customer.name, q).desc(), Customer.name)
+    else:
+        stmt = stmt.order_by(Customer.created_at.desc())
+    return list(db.session.scalars(stmt.limit(limit)))
