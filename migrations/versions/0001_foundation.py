@@ -124,6 +124,8 @@ def upgrade():
         )
         """,
         "CREATE INDEX ix_audit_log_tenant_created ON audit_log (tenant_id, created_at DESC)",
+        # Deleting a user nulls its actor_id here; without this the delete scans the tenant's log.
+        "CREATE INDEX ix_audit_log_actor ON audit_log (tenant_id, actor_id) WHERE actor_id IS NOT NULL",
     ]
     statements += enable_rls("tenants", column="id")
     for table in ("users", "user_sessions", "invitations", "audit_log"):
