@@ -77,7 +77,7 @@ NAV = [
     (
         "Customers & sales",
         [
-            ("dashboard.upcoming_page", {"page": "customers"}, "Customers", MANAGERS),
+            ("dashboard.customers", {}, "Customers", MANAGERS),
             ("dashboard.upcoming_page", {"page": "quotes"}, "Quotes", MANAGERS),
             ("dashboard.upcoming_page", {"page": "payments"}, "Payments", MANAGERS),
             ("dashboard.upcoming_page", {"page": "messages"}, "Messages", MANAGERS),
