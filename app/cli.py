@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import current_app
+from flask.cli import AppGroup
 
 from app.extensions import db
 from tenants.context import tenant_context
@@ -46,7 +47,7 @@ def init_app(app) -> None:
     app.cli.add_command(storage_cli)
 
 
-@click.group("demo")
+@click.group("demo", cls=AppGroup)
 def demo():
     """Demo data."""
 
@@ -55,6 +56,7 @@ def demo():
 def demo_load():
     """Create the acme and bravo demo businesses (skips ones that exist)."""
     from app.accounts import services as accounts
+    from app.demo import load_business
     from tenants.lookup import tenant_id_for_subdomain
     from tenants.provisioning import provision_tenant
 
@@ -78,8 +80,12 @@ def demo_load():
         tenant.tagline = spec["tagline"]
         tenant.contact_phone = "+1 512 555 0100"
         with tenant_context(tenant.id, db.session):
-            for email, name, role in spec["team"]:
+            users = [
                 accounts.create_user(tenant.id, email=email, name=name, role=role, password=DEMO_PASSWORD)
+                for email, name, role in spec["team"]
+            ]
+            tenant.lead_time_min = 60
+            load_business(tenant, users, seed=len(spec["subdomain"]))
         db.session.commit()
         click.echo(f"  {spec['subdomain']}: created")
 
@@ -98,7 +104,7 @@ def demo_logins():
     click.echo(f"Password for every demo login: {DEMO_PASSWORD}")
 
 
-@click.group("tenants")
+@click.group("tenants", cls=AppGroup)
 def tenants_cli():
     """Tenants."""
 
@@ -135,7 +141,7 @@ def tenants_create(name, subdomain, time_zone, currency, owner_email, owner_name
     click.echo(f"created {tenant.subdomain} ({tenant.id})")
 
 
-@click.group("storage")
+@click.group("storage", cls=AppGroup)
 def storage_cli():
     """Object storage."""
 

@@ -39,10 +39,16 @@ def resolve_tenant():
     info = request.environ.get("fieldday.host")
     if request.endpoint and request.endpoint.split(".")[-1] == "healthz":
         return None
+    is_asset = bool(request.endpoint) and request.endpoint.endswith("assets.static")
     if isinstance(info, HostError):
+        g.audience = "invalid"
+        if is_asset and info.status == 404:
+            return None  # public, hashed files: let a reserved host's 404 page be styled
         abort(info.status)
     assert isinstance(info, HostInfo)
     g.audience = info.audience
+    if is_asset:
+        return None  # public files need no tenant (and an unknown tenant's 404 page needs them)
     if info.audience == "apex":
         from app.urls import app_url
 

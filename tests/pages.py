@@ -134,3 +134,17 @@ class BookingSite(_Page):
 
     def hero_background(self) -> str:
         return self.hero().evaluate("el => getComputedStyle(el).backgroundColor")
+
+    def hero_colours(self) -> tuple[list[int], list[int]]:
+        """The hero's text and background colours as sRGB triples (via a canvas, whatever colour syntax CSS used)."""
+        return self.hero().evaluate(
+            _RGB_OF + "el => [rgb(getComputedStyle(el).color), rgb(getComputedStyle(el).backgroundColor)]"
+        )
+
+
+_RGB_OF = """const rgb = (colour) => {
+  const ctx = Object.assign(document.createElement("canvas"), {width: 1, height: 1}).getContext("2d");
+  ctx.fillStyle = colour; ctx.fillRect(0, 0, 1, 1);
+  return Array.from(ctx.getImageData(0, 0, 1, 1).data).slice(0, 3);
+};
+"""

@@ -18,8 +18,13 @@ from tests.pages import LAPTOP, PHONE, BookingSite, Dashboard, LoginPage, Settin
 pytestmark = pytest.mark.browser
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 
 
@@ -51,6 +56,31 @@ def fresh_subdomain(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
+def set_branding(app, tenant, **changes) -> None:
+    """Seed a business's settings through the settings service (as its owner)."""
+    from app.extensions import db
+    from tenants import settings as tenant_settings
+    from tenants.context import tenant_context
+    from tenants.models import Tenant
+
+    with app.app_context(), tenant_context(tenant.id, db.session):
+        row = db.session.get(Tenant, tenant.id)
+        data = {k: getattr(row, k) or "" for k in tenant_settings.FIELDS} | changes
+        tenant_settings.update_settings(row, data, actor_id=tenant.owner.id)
+        db.session.commit()
+
+
+def contrast(a: list[int], b: list[int]) -> float:
+    """WCAG 2 contrast ratio of two sRGB colours."""
+
+    def luminance(rgb):
+        lin = [(c / 255 / 12.92) if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
 def session_cookies(ctx, url: str, name: str) -> list[dict]:
     return [c for c in ctx.cookies(url) if c["name"] == name]
 
@@ -64,8 +94,14 @@ def test_new_business_signs_up_and_brands_its_booking_site(new_context, live_ser
     screenshot(page, "signup-phone", PHONE)
     screenshot(page, "signup-laptop", LAPTOP)
 
-    signup.fill(business_name=business, subdomain=sub, time_zone="America/Chicago", name="Dana Rivera",
-                email=f"you@{sub}.test", password="wax-on-wax-off-42")
+    signup.fill(
+        business_name=business,
+        subdomain=sub,
+        time_zone="America/Chicago",
+        name="Dana Rivera",
+        email=f"you@{sub}.test",
+        password="wax-on-wax-off-42",
+    )
     signup.submit()
 
     dash = Dashboard(page, live_server)
@@ -74,7 +110,8 @@ def test_new_business_signs_up_and_brands_its_booking_site(new_context, live_ser
     expect(dash.welcome()).to_be_visible()
     expect(dash.welcome()).to_contain_text(f"{sub}.localhost")
     expect(dash.flash()).to_contain_text("Welcome to Fieldday, Dana")
-    expect(page.get_by_text("America/Chicago".replace("_", " "))).to_be_visible()
+    expect(page.get_by_text("America/Chicago")).to_be_visible()
+    expect(dash.by("checklist-progress")).to_have_text("1 of 4 done")
     screenshot(page, "dashboard-home-phone", PHONE)
     screenshot(page, "dashboard-home-laptop", LAPTOP)
 
@@ -84,10 +121,13 @@ def test_new_business_signs_up_and_brands_its_booking_site(new_context, live_ser
     settings.save()
     expect(settings.flash()).to_have_text("Settings saved.")
     expect(settings.by("field-brand_color")).to_have_value("#7c3aed")
+    expect(settings.by("brand-preview")).to_be_visible()
     screenshot(page, "settings-laptop", LAPTOP)
     screenshot(page, "settings-phone", PHONE)
     page.set_viewport_size(LAPTOP)
 
+    dash.open("/")
+    expect(dash.by("checklist-progress")).to_have_text("2 of 4 done")
     dash.open("/team")
     expect(dash.by("team-list")).to_contain_text("Dana Rivera")
     screenshot(page, "team-laptop", LAPTOP)
@@ -110,8 +150,14 @@ def test_signup_with_bad_input_explains_each_field_and_creates_nothing(new_conte
     page = new_context(viewport=PHONE).new_page()
     signup = SignupPage(page, live_server)
     signup.open()
-    signup.fill(business_name="Admin Shine", subdomain="admin", time_zone="America/Denver", name="Sam Weak",
-                email=email, password="short1")
+    signup.fill(
+        business_name="Admin Shine",
+        subdomain="admin",
+        time_zone="America/Denver",
+        name="Sam Weak",
+        email=email,
+        password="short1",
+    )
     signup.submit()
 
     expect(signup.by("form-errors")).to_contain_text("2 highlighted fields")
@@ -125,8 +171,14 @@ def test_signup_with_bad_input_explains_each_field_and_creates_nothing(new_conte
     screenshot(page, "signup-errors-laptop", LAPTOP)
 
     # A free address, but a password made of the owner's name: only the password is wrong.
-    signup.fill(business_name="Admin Shine", subdomain=free, time_zone="America/Denver", name="Sam Weak",
-                email=email, password="samweak-detailing")
+    signup.fill(
+        business_name="Admin Shine",
+        subdomain=free,
+        time_zone="America/Denver",
+        name="Sam Weak",
+        email=email,
+        password="samweak-detailing",
+    )
     signup.submit()
     expect(signup.field_error("password")).to_contain_text("Don't use your name or e-mail")
     expect(signup.field_error("subdomain")).to_have_count(0)
@@ -188,14 +240,15 @@ def test_other_business_owner_cannot_reach_acme_data(new_context, live_server, m
     expect(page.get_by_test_id("user-chip")).to_have_count(0)
     expect(page.get_by_test_id("logout")).to_have_count(0)
 
-    assert site_requests, "no requests to the booking site were seen"
-    for req in site_requests:
-        assert "cookie" not in req.all_headers(), req.url
-    assert session_cookies(ctx, live_server.url(acme.host), cookie_name) == []
+    # The dashboard session is host-only on app.localhost: the browser never sends it to a booking site.
     app_cookies = session_cookies(ctx, live_server.url("app.localhost"), cookie_name)
     assert len(app_cookies) == 1
     assert app_cookies[0]["domain"] == "app.localhost"  # host-only: no Domain attribute, no leading dot
     assert app_cookies[0]["httpOnly"] is True
+    assert session_cookies(ctx, live_server.url(acme.host), cookie_name) == []
+    assert site_requests, "no requests to the booking site were seen"
+    for req in site_requests:
+        assert app_cookies[0]["value"] not in (req.all_headers().get("cookie") or ""), req.url
 
     # Still bravo's dashboard afterwards.
     dash.open("/")
@@ -244,8 +297,14 @@ def test_pages_load_nothing_from_outside(new_context, live_server):
 
     signup = SignupPage(page, live_server)
     signup.open()
-    signup.fill(business_name="Local Only Detailing", subdomain=sub, time_zone="Europe/London", name="Lee Local",
-                email=f"you@{sub}.test", password="foam-cannon-sunday")
+    signup.fill(
+        business_name="Local Only Detailing",
+        subdomain=sub,
+        time_zone="Europe/London",
+        name="Lee Local",
+        email=f"you@{sub}.test",
+        password="foam-cannon-sunday",
+    )
     signup.submit()
     dash = Dashboard(page, live_server)
     expect(dash.welcome()).to_be_visible()
@@ -261,3 +320,47 @@ def test_pages_load_nothing_from_outside(new_context, live_server):
         assert (parts.scheme, parts.hostname, parts.port) in {("http", h, live_server.port) for h in allowed}, url
     assert failed == []
     assert console_errors == [], "\n".join(console_errors)  # CSP violations (inline style or script) would show here
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "unknown-path-on-app",
+        "unknown-path-on-booking-site",
+        "unknown-subdomain",
+        "reserved-subdomain",
+    ],
+)
+def test_not_found_pages_load_their_stylesheet(new_context, live_server, make_tenant, kind):
+    if kind == "unknown-path-on-app":
+        url = live_server.url("app.localhost", "/no-such-page")
+    elif kind == "unknown-path-on-booking-site":
+        url = live_server.url(make_tenant(name="Known Detailing").host, "/no-such-page")
+    elif kind == "unknown-subdomain":
+        url = live_server.url(f"{fresh_subdomain('gone')}.localhost")
+    else:
+        url = live_server.url("admin.localhost")
+    page = new_context(viewport=PHONE).new_page()
+    failed: list[str] = []
+    page.on("requestfailed", lambda req: failed.append(f"{req.url} {req.failure}"))
+
+    assert page.goto(url).status == 404
+    expect(page.get_by_test_id("error-page")).to_contain_text("Page not found")
+    screenshot(page, f"not-found-{kind}-phone")
+    assert failed == []
+    assert page.get_by_test_id("error-page").evaluate("el => getComputedStyle(el).borderRadius") != "0px"
+
+
+@pytest.mark.parametrize("brand", ["#0f766e", "#1e3a8a", "#f97316", "#facc15", "#e0f2fe"])
+def test_booking_site_text_stays_readable_on_any_brand_colour(new_context, live_server, make_tenant, app, brand):
+    t = make_tenant(name="Contrast Car Care")
+    set_branding(app, t, brand_color=brand, contact_phone="+1 512 555 0100")
+    page = new_context(viewport=PHONE).new_page()
+    site = BookingSite(page, live_server)
+    site.open(t.host)
+    text, background = site.hero_colours()
+    assert background == [int(brand[i : i + 2], 16) for i in (1, 3, 5)]
+    assert contrast(text, background) >= 4.5, (brand, text)
+    if brand == "#facc15":
+        screenshot(page, "site-home-light-brand-phone")
+        screenshot(page, "site-home-light-brand-laptop", LAPTOP)

@@ -36,11 +36,14 @@ def _manifest() -> dict:
 
 def asset_url(name: str) -> str:
     filename = _manifest()[name]
-    endpoint = "site_assets.static" if g.get("audience") == "site" else "assets.static"
+    audience = g.get("audience")
+    endpoint = {"app": "assets.static", "site": "site_assets.static"}.get(audience, "other_assets.static")
     return url_for(endpoint, filename=filename)
 
 
 def init_app(app) -> None:
     app.register_blueprint(bp, subdomain="app")
     app.register_blueprint(bp, subdomain="site", name="site_assets")
+    # So the 404 page of an unknown or reserved subdomain is styled too (assets are public).
+    app.register_blueprint(bp, subdomain="invalid", name="other_assets")
     app.context_processor(lambda: {"asset_url": asset_url})

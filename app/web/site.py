@@ -29,7 +29,8 @@ def need_tenant():
 
 @bp.get("/")
 def home():
-    return render_template("site/home.html", tenant=g.tenant)
+    packages = catalog.list_packages(active_only=True, kind="package")
+    return render_template("site/home.html", tenant=g.tenant, packages=packages)
 
 
 @bp.get("/brand.css")
