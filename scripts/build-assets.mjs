@@ -11,7 +11,12 @@ const sources = {
   "app.css": "app/static/src/app.css",
   "app.js": "app/static/src/app.js",
   "booking.css": "app/static/src/booking.css",
+  "customers.css": "app/static/src/customers.css",
   "htmx.min.js": "node_modules/htmx.org/dist/htmx.min.js",
+  "calendar.js": "app/static/src/calendar.js",
+  "dashboard.css": "app/static/src/dashboard.css",
+  "event-calendar.min.js": "node_modules/@event-calendar/build/dist/event-calendar.min.js",
+  "event-calendar.min.css": "node_modules/@event-calendar/build/dist/event-calendar.min.css",
 };
 
 rmSync(out, { recursive: true, force: true });

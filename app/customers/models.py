@@ -16,6 +16,9 @@ SIZE_CLASSES = {
 }
 
 
+SIZE_SHORT = {"sedan": "Car", "suv": "SUV", "truck": "Truck"}
+
+
 class Customer(db.Model):
     __tablename__ = "customers"
 

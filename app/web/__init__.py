@@ -5,7 +5,9 @@ from __future__ import annotations
 
 def register_web(app) -> None:
     from app.web import api, assets, auth, dashboard, errors, filters, health, security, site
-    from app.web import customers as _customers  # noqa: F401  (adds its routes to the dashboard blueprint)
+    from app.web import calendar as _calendar  # noqa: F401  (adds its routes to the dashboard blueprint)
+    from app.web import customers as _customers  # noqa: F401
+    from app.web import setup as _setup  # noqa: F401
 
     assets.init_app(app)
     filters.init_app(app)

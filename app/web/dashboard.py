@@ -70,7 +70,7 @@ NAV = [
         [
             ("dashboard.home", {}, "Home", MANAGERS),
             ("dashboard.my_day", {}, "My day", ("tech",)),
-            ("dashboard.upcoming_page", {"page": "calendar"}, "Calendar", MANAGERS),
+            ("dashboard.calendar", {}, "Calendar", MANAGERS),
             ("dashboard.upcoming_page", {"page": "routes"}, "Routes", MANAGERS),
         ],
     ),
@@ -86,7 +86,8 @@ NAV = [
     (
         "Business",
         [
-            ("dashboard.upcoming_page", {"page": "services"}, "Services", MANAGERS),
+            ("dashboard.services", {}, "Services", MANAGERS),
+        ("dashboard.technicians", {}, "Technicians", MANAGERS),
             ("dashboard.team", {}, "Team", MANAGERS),
             ("dashboard.settings", {}, "Settings", MANAGERS),
             ("dashboard.upcoming_page", {"page": "integrations"}, "Integrations", MANAGERS),

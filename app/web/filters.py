@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from flask import g
@@ -55,10 +55,40 @@ def duration(minutes: int) -> str:
     return f"{hours} h" if hours else f"{mins} min"
 
 
+def hours_by_day(hours) -> dict:
+    out = {}
+    for h in hours:
+        out.setdefault(h.weekday, (h.start_local, h.end_local))
+    return out
+
+
+def hours_summary(hours) -> str:
+    days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    by_day = hours_by_day(hours)
+    if not by_day:
+        return "No working hours"
+    parts = [f"{days[d]} {s.strftime('%-H:%M')}–{e.strftime('%-H:%M')}" for d, (s, e) in sorted(by_day.items())]
+    return ", ".join(parts[:3]) + (f" +{len(parts) - 3} more" if len(parts) > 3 else "")
+
+
 def init_app(app) -> None:
     from app.catalog.services import format_money
+    from app.customers.models import SIZE_SHORT
 
+    app.add_template_filter(lambda size: SIZE_SHORT.get(size, size), "size_short")
     app.add_template_filter(clock)
+    app.add_template_filter(hours_by_day)
+    app.add_template_filter(hours_summary)
+    app.add_template_filter(lambda _: {d: (time(8), time(17)) for d in range(5)}, "default_hours")
+    app.add_template_filter(lambda u: (str(u.id), f"{u.name} ({u.email})"), "user_option")
+    app.add_template_filter(
+        lambda t: {"id": str(t.id), "title": t.name, "eventBackgroundColor": t.color}, "tech_resource"
+    )
+    app.add_template_filter(lambda t: (str(t.id), t.name), "tech_option")
+    app.add_template_filter(lambda p: (str(p.id), p.name), "pkg_option")
+    app.add_template_filter(
+        lambda iso, tenant: local_long(datetime.fromisoformat(iso), tenant) if iso else "", "iso_local"
+    )
     app.add_template_filter(local_long)
     app.add_template_filter(duration)
     app.add_template_filter(format_money, "money")
