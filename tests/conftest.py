@@ -310,3 +310,43 @@ def seed_booking(app):
             return facts
 
     return seed
+
+
+# Browser fixtures (Debian's Chromium through Playwright; never a downloaded browser).
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_context(browser, live_server):
+    """Fresh browser contexts (own cookies), closed after the test."""
+    contexts = []
+
+    def make(viewport: dict | None = None, **kw):
+        viewport = viewport or {"width": 1280, "height": 800}
+        ctx = browser.new_context(viewport=viewport, **kw)
+        ctx.set_default_timeout(10_000)
+        contexts.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in contexts:
+        ctx.close()

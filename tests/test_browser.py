@@ -11,45 +11,11 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.pages import LAPTOP, PHONE, BookingSite, Dashboard, LoginPage, SettingsPage, SignupPage, screenshot
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-@pytest.fixture(scope="session")
-def browser():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def new_context(browser, live_server):
-    """Fresh browser contexts (own cookies), closed after the test."""
-    contexts = []
-
-    def make(viewport: dict = LAPTOP, **kw):
-        ctx = browser.new_context(viewport=viewport, **kw)
-        ctx.set_default_timeout(10_000)
-        contexts.append(ctx)
-        return ctx
-
-    yield make
-    for ctx in contexts:
-        ctx.close()
 
 
 def fresh_subdomain(prefix: str) -> str:

@@ -174,6 +174,7 @@ def book_time():
 def _render_time(
     draft: dict,
     *,
+    day: date | None = None,
     message: str | None = None,
     status: int = 200,
     reschedule_token: str | None = None,
@@ -184,9 +185,9 @@ def _render_time(
     by_day = _day_choices(g.tenant, duration, now)
     chosen_day = request.args.get("day")
     try:
-        selected = date.fromisoformat(chosen_day) if chosen_day else None
+        selected = date.fromisoformat(chosen_day) if chosen_day else day
     except ValueError:
-        selected = None
+        selected = day
     if selected not in by_day:
         selected = next((d for d, slots in by_day.items() if slots), next(iter(by_day), None))
     return render_template(
@@ -273,7 +274,8 @@ def book_review():
             db.session.rollback()
             draft.pop("starts_at", None)
             _save(draft)
-            return _render_time(draft, message=exc.message, status=409)
+            lost_day = starts_at.astimezone(ZoneInfo(g.tenant.time_zone)).date()
+            return _render_time(draft, message=exc.message, status=409, day=lost_day)
         db.session.commit()
         if booking.status == "pending":
             from app.booking.jobs import expire_hold
@@ -348,7 +350,10 @@ def reschedule(token: str):
             booking_services.reschedule_booking(g.tenant, booking, new_start, actor_type="customer", now=_now())
         except (SlotTaken, SlotUnavailable) as exc:
             db.session.rollback()
-            return _render_time({}, message=exc.message, status=409, reschedule_token=token, duration=duration)
+            lost_day = new_start.astimezone(ZoneInfo(g.tenant.time_zone)).date()
+            return _render_time(
+                {}, message=exc.message, status=409, reschedule_token=token, duration=duration, day=lost_day
+            )
         except FielddayError as exc:
             db.session.rollback()
             flash(exc.message, "error")
