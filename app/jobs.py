@@ -113,7 +113,35 @@ def job(queue: str = "default", *, retry: Retry | None = DEFAULT_RETRY, timeout:
     return decorate
 
 
+PERIODIC: list[tuple[int, str]] = [
+    # (every N seconds, "module:function") run by `flask cron`; each only enqueues jobs.
+    (60, "app.booking.jobs:sweep_expired_holds"),
+]
+
+
 def init_app(app) -> None:
+    @app.cli.command("cron")
+    def cron() -> None:
+        """Enqueue periodic work (hold expiry sweeps, later syncs and reminders) on schedule."""
+        import importlib
+        import time as _time
+
+        last: dict[str, float] = {}
+        log.info("cron started: %s", ", ".join(f"{name} every {every}s" for every, name in PERIODIC))
+        while True:
+            for every, name in PERIODIC:
+                if _time.monotonic() - last.get(name, -1e9) >= every:
+                    module, func = name.split(":")
+                    try:
+                        count = getattr(importlib.import_module(module), func)()
+                        log.info("%s queued %s job(s)", name, count)
+                    except Exception:  # noqa: BLE001 - keep the schedule alive; the error is logged
+                        log.exception("%s failed", name)
+                    finally:
+                        db.session.remove()
+                    last[name] = _time.monotonic()
+            _time.sleep(5)
+
     @app.cli.command("worker")
     def worker() -> None:
         """Run an RQ worker (with its scheduler) in the app context."""

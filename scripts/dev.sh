@@ -46,7 +46,9 @@ flask demo load
 
 flask worker > var/log/worker.log 2>&1 &
 WORKER=$!
-trap 'kill $WORKER 2>/dev/null || true' EXIT
+flask cron > var/log/cron.log 2>&1 &
+CRON=$!
+trap 'kill $WORKER $CRON 2>/dev/null || true' EXIT
 
 echo
 echo "Fieldday is running (Ctrl-C to stop). Worker log: var/log/worker.log"

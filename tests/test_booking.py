@@ -294,3 +294,27 @@ def test_t6_booking_with_another_tenants_ids_is_refused(app, make_tenant, seed_b
     with pytest.raises(SlotTaken):  # B's technician has no slots in A
         book(app, a, request(fa, tomorrow_at(10), tech=fb.techs[0]))
     assert uuid.UUID(str(fa.wash))
+
+
+def test_hold_expiry_sweep_fans_out_per_tenant(app, make_tenant, seed_booking, run_jobs):
+    """The cron sweep finds overdue holds through the narrow function and expires them in
+    per-tenant jobs; other tenants' bookings are untouched."""
+    from app.booking.jobs import sweep_expired_holds
+    from app.booking.models import Booking
+    from app.extensions import db
+    from tenants.context import tenant_context
+
+    a, b = make_tenant(), make_tenant()
+    fa, fb = seed_booking(a, deposits=True), seed_booking(b, deposits=True)
+    past = datetime.now(UTC) - timedelta(hours=1)
+    held = book(app, a, request(fa, tomorrow_at(10)), now=past)  # its hold ran out 45 minutes ago
+    fresh = book(app, b, request(fb, tomorrow_at(10)))
+    with app.app_context():
+        assert sweep_expired_holds() >= 1
+    run_jobs()
+    with app.app_context():
+        with tenant_context(a.id, db.session):
+            assert db.session.get(Booking, (a.id, held)).status == "expired"
+        with tenant_context(b.id, db.session):
+            assert db.session.get(Booking, (b.id, fresh)).status == "pending"
+        db.session.rollback()

@@ -112,7 +112,7 @@ LINT_SQL = {
     "definer_functions": """
         SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = 'public' AND p.prosecdef
-          AND NOT (p.proname IN ('tenant_id_for_subdomain', 'login_accounts')
+          AND NOT (p.proname IN ('tenant_id_for_subdomain', 'login_accounts', 'tenants_with_expired_holds')
                    AND p.proowner = 'fieldday_definer'::regrole
                    AND coalesce(p.proconfig, '{}') @> ARRAY['search_path=""'])
     """,

@@ -582,6 +582,14 @@ def expire_hold(booking_id: uuid.UUID, *, now: datetime) -> bool:
     return True
 
 
+def expire_due_holds(*, now: datetime) -> int:
+    """Expire every pending booking of the current tenant whose hold has run out."""
+    due = db.session.scalars(
+        db.select(Booking.id).where(Booking.status == "pending", Booking.hold_expires_at <= now)
+    ).all()
+    return sum(1 for booking_id in due if expire_hold(booking_id, now=now))
+
+
 def list_bookings(
     start: datetime, end: datetime, *, technician_id: uuid.UUID | None = None, include_inactive: bool = False
 ) -> list[Booking]:

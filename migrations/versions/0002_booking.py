@@ -7,7 +7,7 @@ Create Date: 2026-11-23
 
 from alembic import op
 
-from tenants.rls import enable_rls, grant_app
+from tenants.rls import definer_function, enable_rls, grant_app
 
 revision = "0002_booking"
 down_revision = "0001_foundation"
@@ -290,11 +290,24 @@ def upgrade():
         # The transition log is append-only for the application.
         statements.append(grant_app(table, "SELECT, INSERT" if table == "booking_events" else
                                     "SELECT, INSERT, UPDATE, DELETE"))
+    statements.append("GRANT SELECT ON bookings TO fieldday_definer")
+    # The scheduler's fan-out: which tenants have holds to expire (ids only, nothing else).
+    statements += definer_function(
+        "public.tenants_with_expired_holds(timestamptz)",
+        """
+        CREATE FUNCTION public.tenants_with_expired_holds(p_now timestamptz) RETURNS SETOF uuid
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+            SELECT DISTINCT b.tenant_id FROM public.bookings b
+            WHERE b.status = 'pending' AND b.hold_expires_at <= p_now
+        $$
+        """,
+    )
     for sql in statements:
         op.execute(sql)
 
 
 def downgrade():
+    op.execute("DROP FUNCTION IF EXISTS public.tenants_with_expired_holds(timestamptz)")
     for table in reversed(TENANT_TABLES):
         op.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
     for column in ("lead_time_min", "horizon_days", "buffer_min", "arrival_window_min", "slot_step_min",
