@@ -350,5 +350,5 @@ def test_bare_domain_redirects_to_app(client):
 
 def test_openapi_spec_is_served(client):
     spec = client.get("/api/v1/openapi.json", base_url="http://app.localhost").get_json()
-    assert spec["openapi"].startswith("3.") and "/users/{id}" in spec["paths"]
+    assert spec["openapi"].startswith("3.") and "/users/{user_id}" in spec["paths"]
     json.dumps(spec)

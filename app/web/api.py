@@ -105,55 +105,9 @@ def get_user(user_id: uuid.UUID):
 
 @bp.get("/openapi.json")
 def openapi():
-    user = {"type": "object", "properties": {k: {"type": "string"} for k in ("id", "name", "email", "role")}}
-    tenant = {"type": "object", "properties": {k: {"type": ["string", "null"]} for k in sorted(SETTINGS_FIELDS)}}
-    error = {"type": "object", "properties": {"error": {"type": "object"}}}
-    return jsonify(
-        {
-            "openapi": "3.1.0",
-            "info": {"title": "Fieldday API", "version": "1"},
-            "servers": [{"url": "/api/v1"}],
-            "paths": {
-                "/me": {"get": {"responses": {"200": {"description": "The current user and business"}}}},
-                "/settings": {
-                    "get": {
-                        "responses": {
-                            "200": {
-                                "description": "Business settings",
-                                "content": {"application/json": {"schema": tenant}},
-                            }
-                        }
-                    },
-                    "patch": {
-                        "requestBody": {
-                            "content": {"application/json": {"schema": {**tenant, "additionalProperties": False}}}
-                        },
-                        "responses": {
-                            "200": {"description": "Updated"},
-                            "422": {"description": "Invalid", "content": {"application/json": {"schema": error}}},
-                        },
-                    },
-                },
-                "/users": {"get": {"responses": {"200": {"description": "Team members"}}}},
-                "/users/{id}": {
-                    "get": {
-                        "parameters": [
-                            {
-                                "name": "id",
-                                "in": "path",
-                                "required": True,
-                                "schema": {"type": "string", "format": "uuid"},
-                            }
-                        ],
-                        "responses": {
-                            "200": {"description": "A team member", "content": {"application/json": {"schema": user}}},
-                            "404": {"description": "Not found (including other businesses' ids)"},
-                        },
-                    }
-                },
-            },
-        }
-    )
+    from app.web.openapi import document
+
+    return jsonify(document())
 
 
 # Booking ---------------------------------------------------------------------------

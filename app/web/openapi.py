@@ -1,0 +1,266 @@
+"""The OpenAPI 3.1 document for /api/v1, kept next to the routes it describes.
+tests/test_api_spec.py checks every /api/v1 route is documented here."""
+
+from __future__ import annotations
+
+ID = {"type": "string", "format": "uuid"}
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["status", "code", "message"],
+            "properties": {
+                "status": {"type": "integer"},
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        }
+    },
+}
+PRICES = {
+    "type": "object",
+    "description": "Per vehicle size (sedan, suv, truck); sizes left out are not offered.",
+    "additionalProperties": {
+        "type": "object",
+        "required": ["price_cents", "duration_min"],
+        "properties": {"price_cents": {"type": "integer", "minimum": 0}, "duration_min": {"type": "integer"}},
+    },
+}
+SCHEMAS = {
+    "Error": ERROR,
+    "User": {"type": "object", "properties": {k: {"type": "string"} for k in ("id", "name", "email", "role")}},
+    "Package": {
+        "type": "object",
+        "properties": {
+            "id": ID,
+            "kind": {"enum": ["package", "addon"]},
+            "name": {"type": "string"},
+            "description": {"type": ["string", "null"]},
+            "active": {"type": "boolean"},
+            "prices": PRICES,
+        },
+    },
+    "NewPackage": {
+        "type": "object",
+        "required": ["name", "prices"],
+        "properties": {
+            "name": {"type": "string"},
+            "kind": {"enum": ["package", "addon"]},
+            "description": {"type": "string"},
+            "prices": PRICES,
+            "position": {"type": "integer"},
+        },
+    },
+    "Technician": {"type": "object", "properties": {"id": ID, "name": {"type": "string"}, "hours": {"type": "array"}}},
+    "Customer": {
+        "type": "object",
+        "properties": {
+            "id": ID,
+            "name": {"type": "string"},
+            "phone": {"type": ["string", "null"]},
+            "email": {"type": ["string", "null"]},
+        },
+    },
+    "NewCustomer": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string"},
+            "phone": {"type": "string"},
+            "email": {"type": "string"},
+            "notes": {"type": "string"},
+        },
+    },
+    "Booking": {
+        "type": "object",
+        "properties": {
+            "id": ID,
+            "reference": {"type": "string"},
+            "status": {"enum": ["pending", "confirmed", "in_progress", "completed", "canceled", "no_show", "expired"]},
+            "starts_at": {"type": "string", "format": "date-time"},
+            "ends_at": {"type": "string", "format": "date-time"},
+            "technician_id": ID,
+            "customer_id": ID,
+            "price_cents": {"type": "integer"},
+            "currency": {"type": "string"},
+        },
+    },
+    "NewBooking": {
+        "type": "object",
+        "required": ["package_id", "size_class", "starts_at", "customer", "address"],
+        "properties": {
+            "package_id": ID,
+            "addon_ids": {"type": "array", "items": ID},
+            "size_class": {"enum": ["sedan", "suv", "truck"]},
+            "vehicle": {"type": "object"},
+            "starts_at": {"type": "string", "format": "date-time"},
+            "technician_id": ID,
+            "customer": {"$ref": "#/components/schemas/NewCustomer"},
+            "address": {"type": "string"},
+            "access_notes": {"type": "string"},
+            "notes": {"type": "string"},
+        },
+    },
+}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    text = {
+        400: "Malformed request",
+        401: "Not logged in",
+        404: "Not found (including other businesses' ids)",
+        409: "That time was just taken",
+        422: "Invalid input; `fields` names each problem",
+    }
+    return {str(c): _json(_ref("Error"), text[c]) for c in codes}
+
+
+def _path_id(name: str = "id") -> list[dict]:
+    return [{"name": name, "in": "path", "required": True, "schema": ID}]
+
+
+def _query(*names: str, required: tuple[str, ...] = ()) -> list[dict]:
+    return [{"name": n, "in": "query", "required": n in required, "schema": {"type": "string"}} for n in names]
+
+
+def document() -> dict:
+    listing = lambda key, item: _json({"type": "object", "properties": {key: {"type": "array", "items": _ref(item)}}})  # noqa: E731
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Fieldday API",
+            "version": "1",
+            "description": "Session (with X-CSRFToken on writes) or per-tenant API key. Money is integer cents; "
+            "times are ISO 8601 with an offset.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "components": {"schemas": SCHEMAS},
+        "paths": {
+            "/me": {"get": {"responses": {"200": _json({"type": "object"}), **_errors(401)}}},
+            "/settings": {
+                "get": {"responses": {"200": _json({"type": "object"})}},
+                "patch": {
+                    "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {"200": _json({"type": "object"}), **_errors(400, 422)},
+                },
+            },
+            "/users": {"get": {"responses": {"200": listing("users", "User")}}},
+            "/users/{user_id}": {
+                "get": {"parameters": _path_id("user_id"), "responses": {"200": _json(_ref("User")), **_errors(404)}}
+            },
+            "/packages": {
+                "get": {"responses": {"200": listing("packages", "Package")}},
+                "post": {
+                    "requestBody": {"content": {"application/json": {"schema": _ref("NewPackage")}}},
+                    "responses": {"201": _json(_ref("Package"), "Created"), **_errors(400, 422)},
+                },
+            },
+            "/packages/{package_id}": {
+                "get": {
+                    "parameters": _path_id("package_id"),
+                    "responses": {"200": _json(_ref("Package")), **_errors(404)},
+                }
+            },
+            "/technicians": {"get": {"responses": {"200": listing("technicians", "Technician")}}},
+            "/technicians/{technician_id}": {
+                "get": {
+                    "parameters": _path_id("technician_id"),
+                    "responses": {"200": _json(_ref("Technician")), **_errors(404)},
+                }
+            },
+            "/customers": {
+                "get": {"parameters": _query("q"), "responses": {"200": listing("customers", "Customer")}},
+                "post": {
+                    "requestBody": {"content": {"application/json": {"schema": _ref("NewCustomer")}}},
+                    "responses": {"201": _json(_ref("Customer"), "Created"), **_errors(400, 422)},
+                },
+            },
+            "/customers/{customer_id}": {
+                "get": {
+                    "parameters": _path_id("customer_id"),
+                    "responses": {"200": _json(_ref("Customer")), **_errors(404)},
+                }
+            },
+            "/availability": {
+                "get": {
+                    "parameters": _query(
+                        "date",
+                        "days",
+                        "package_id",
+                        "addon_ids",
+                        "size_class",
+                        "technician_id",
+                        required=("date", "package_id", "size_class"),
+                    ),
+                    "responses": {"200": _json({"type": "object"}, "Offered start times per day"), **_errors(422)},
+                }
+            },
+            "/availability/explain": {
+                "get": {
+                    "parameters": _query("date", "technician_id", "duration_min", required=("date", "technician_id")),
+                    "responses": {"200": _json({"type": "object"}, "Every candidate time and why"), **_errors(422)},
+                }
+            },
+            "/bookings": {
+                "get": {"parameters": _query("start", "end"), "responses": {"200": listing("bookings", "Booking")}},
+                "post": {
+                    "requestBody": {"content": {"application/json": {"schema": _ref("NewBooking")}}},
+                    "responses": {"201": _json(_ref("Booking"), "Booked"), **_errors(400, 409, 422)},
+                },
+            },
+            "/bookings/{booking_id}": {
+                "get": {
+                    "parameters": _path_id("booking_id"),
+                    "responses": {"200": _json(_ref("Booking")), **_errors(404)},
+                }
+            },
+            "/bookings/{booking_id}/move": {
+                "post": {
+                    "parameters": _path_id("booking_id"),
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["starts_at"],
+                                    "properties": {
+                                        "starts_at": {"type": "string", "format": "date-time"},
+                                        "technician_id": ID,
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {"200": _json(_ref("Booking")), **_errors(404, 409, 422)},
+                }
+            },
+            "/bookings/{booking_id}/status": {
+                "post": {
+                    "parameters": _path_id("booking_id"),
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["status"],
+                                    "properties": {"status": {"type": "string"}},
+                                }
+                            }
+                        }
+                    },
+                    "responses": {"200": _json(_ref("Booking")), **_errors(404, 409)},
+                }
+            },
+        },
+    }
