@@ -5,7 +5,7 @@ Everything goes through the real services, so demo data obeys the same rules as 
 from __future__ import annotations
 
 import random
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from app.booking import services as booking
@@ -14,7 +14,7 @@ from app.catalog import services as catalog
 from app.extensions import db
 from app.geo.geocoding import get_geocoder
 
-UTC = timezone.utc
+UTC = UTC
 
 PACKAGES = [
     (

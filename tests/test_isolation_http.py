@@ -40,14 +40,16 @@ def _b_ids(app, b, seed_booking) -> dict[str, uuid.UUID]:
         db.session.commit()
         from app.booking.models import Booking
 
-        customer_id = db.session.get(Booking, (b.id, booking_id)).customer_id
+        booking = db.session.get(Booking, (b.id, booking_id))
         return {
             "user_id": b.people["tech0"].id,
             "invitation_id": invitation.id,
             "package_id": f.wash,
             "technician_id": f.techs[0],
             "booking_id": booking_id,
-            "customer_id": customer_id,
+            "customer_id": booking.customer_id,
+            "vehicle_id": booking.vehicle_id,
+            "address_id": booking.address_id,
         }
 
 

@@ -6,6 +6,8 @@ import uuid
 
 import phonenumbers
 from sqlalchemy import func, or_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from app.customers.models import SIZE_CLASSES, Address, Customer, Vehicle
 from app.errors import NotFound, ValidationFailed
@@ -180,22 +182,173 @@ def add_address(customer: Customer, place: dict, *, access_notes: str | None = N
     return address
 
 
-def search_customers(query: str = "", *, limit: int = 50) -> list[Customer]:
-    """By name, phone or plate: trigram similarity for typos, substring for partials."""
-    q = (query or "").strip()
+def _search_statement(query: str):
+    q = (query or "").strip()[:100]
     stmt = db.select(Customer)
     if q:
+        # The user's text is matched literally: % and _ are not wildcards.
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         digits = "".join(ch for ch in q if ch.isdigit())
-        plate_match = db.select(Vehicle.customer_id).where(Vehicle.plate.ilike(f"%{q.upper()}%"))
+        plate_match = db.select(Vehicle.customer_id).where(Vehicle.plate.ilike(like.upper(), escape="\\"))
         conditions = [
-            Customer.name.ilike(f"%{q}%"),
+            Customer.name.ilike(like, escape="\\"),
             func.similarity(Customer.name, q) > 0.3,
-            Customer.email.ilike(f"%{q}%"),
+            Customer.email.ilike(like, escape="\\"),
             Customer.id.in_(plate_match),
         ]
         if len(digits) >= 3:
             conditions.append(Customer.phone.like(f"%{digits}%"))
-        stmt = stmt.where(or_(*conditions)).order_by(func.similarity(Customer.name, q).desc(), Customer.name)
+        stmt = stmt.where(or_(*conditions)).order_by(
+            func.similarity(Customer.name, q).desc(), Customer.name, Customer.id
+        )
     else:
-        stmt = stmt.order_by(Customer.created_at.desc())
-    return list(db.session.scalars(stmt.limit(limit)))
+        stmt = stmt.order_by(Customer.created_at.desc(), Customer.id)
+    return stmt
+
+
+def search_customers(query: str = "", *, limit: int = 50) -> list[Customer]:
+    """By name, phone or plate: trigram similarity for typos, substring for partials."""
+    return list(db.session.scalars(_search_statement(query).limit(limit)))
+
+
+def page_customers(query: str = "", *, page: int = 1, per_page: int = 50) -> tuple[list[Customer], int]:
+    """One page of ``search_customers`` results (with vehicles and addresses loaded) and the total."""
+    stmt = _search_statement(query)
+    total = db.session.scalar(db.select(func.count()).select_from(stmt.order_by(None).subquery()))
+    stmt = stmt.options(selectinload(Customer.vehicles), selectinload(Customer.addresses))
+    rows = db.session.scalars(stmt.limit(per_page).offset((max(page, 1) - 1) * per_page))
+    return list(rows), total or 0
+
+
+def count_customers() -> int:
+    return db.session.scalar(db.select(func.count()).select_from(Customer)) or 0
+
+
+def geocode_address(query: str, *, field: str = "address") -> dict:
+    """A place for the typed address, or ValidationFailed naming ``field``."""
+    from app.geo.geocoding import get_geocoder
+
+    text = " ".join((query or "").split())
+    if not text:
+        raise ValidationFailed({field: "Enter the street address."})
+    if len(text) > 200:
+        raise ValidationFailed({field: "Use at most 200 characters."})
+    place = get_geocoder().geocode(text)
+    if place is None:
+        raise ValidationFailed(
+            {field: "We couldn't find that address. Use a street number and name, like 1100 Congress Ave."}
+        )
+    return place.as_dict()
+
+
+def clean_access_notes(raw: str | None, *, field: str = "access_notes") -> str | None:
+    notes = (raw or "").strip()
+    if len(notes) > 500:
+        raise ValidationFailed({field: "Use at most 500 characters."})
+    return notes or None
+
+
+def has_vehicle_fields(data: dict) -> bool:
+    return any(str(data.get(k) or "").strip() for k in ("year", "make", "model", "color", "plate", "size_class"))
+
+
+def register_customer(tenant_id: uuid.UUID, data: dict, *, region: str) -> Customer:
+    """A new customer with an optional first vehicle and address, validated together: every
+    problem is reported at once and nothing is written unless all of it is valid."""
+    errors: dict[str, str] = {}
+    clean: dict = {}
+    try:
+        clean = clean_customer(data, region=region)
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+    if clean.get("phone") and find_by_phone(clean["phone"]):
+        errors["phone"] = "A customer with this number already exists."
+    vehicle = None
+    if has_vehicle_fields(data):
+        try:
+            vehicle = clean_vehicle(data)
+        except ValidationFailed as exc:
+            errors.update(exc.errors)
+    place, notes = None, None
+    try:
+        notes = clean_access_notes(data.get("access_notes"))
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+    if (data.get("address") or "").strip():
+        try:
+            place = geocode_address(data["address"])
+        except ValidationFailed as exc:
+            errors.update(exc.errors)
+    elif notes:
+        errors["address"] = "Add the address these access notes are for."
+    if errors:
+        raise ValidationFailed(errors)
+    try:
+        with db.session.begin_nested():
+            customer = Customer(tenant_id=tenant_id, **clean)
+            db.session.add(customer)
+            db.session.flush()
+            if vehicle is not None:
+                db.session.add(Vehicle(tenant_id=tenant_id, customer_id=customer.id, **vehicle))
+            if place is not None:
+                add_address(customer, place, access_notes=notes)
+            db.session.flush()
+    except IntegrityError as exc:
+        if is_duplicate_phone(exc):
+            raise ValidationFailed({"phone": "A customer with this number already exists."}) from None
+        raise
+    return customer
+
+
+def is_duplicate_phone(exc: IntegrityError) -> bool:
+    """Two people saving the same number at once: the unique index decides who loses."""
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(diag, "constraint_name", None) == "uq_customers_phone"
+
+
+def get_vehicle(customer: Customer, vehicle_id: uuid.UUID) -> Vehicle:
+    vehicle = db.session.get(Vehicle, (customer.tenant_id, vehicle_id))
+    if vehicle is None or vehicle.customer_id != customer.id:
+        raise NotFound("No such vehicle.")
+    return vehicle
+
+
+def update_vehicle(vehicle: Vehicle, data: dict) -> Vehicle:
+    """Replace a vehicle's details with validated ``data``."""
+    for key, value in clean_vehicle(data).items():
+        setattr(vehicle, key, value)
+    db.session.flush()
+    return vehicle
+
+
+def get_address(customer: Customer, address_id: uuid.UUID) -> Address:
+    address = db.session.get(Address, (customer.tenant_id, address_id))
+    if address is None or address.customer_id != customer.id:
+        raise NotFound("No such address.")
+    return address
+
+
+def set_access_notes(address: Address, raw: str | None) -> Address:
+    """Gate codes and parking notes change; keep the address, replace the notes."""
+    address.access_notes = clean_access_notes(raw)
+    db.session.flush()
+    return address
+
+
+def list_service_history(customer: Customer, *, limit: int = 200) -> list:
+    """The customer's bookings, newest first."""
+    from app.booking.models import Booking
+
+    stmt = (
+        db.select(Booking)
+        .where(Booking.customer_id == customer.id)
+        .options(
+            selectinload(Booking.items),
+            selectinload(Booking.vehicle),
+            selectinload(Booking.address),
+            selectinload(Booking.technician),
+        )
+        .order_by(Booking.starts_at.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(stmt))

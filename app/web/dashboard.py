@@ -87,7 +87,7 @@ NAV = [
         "Business",
         [
             ("dashboard.services", {}, "Services", MANAGERS),
-        ("dashboard.technicians", {}, "Technicians", MANAGERS),
+            ("dashboard.technicians", {}, "Technicians", MANAGERS),
             ("dashboard.team", {}, "Team", MANAGERS),
             ("dashboard.settings", {}, "Settings", MANAGERS),
             ("dashboard.upcoming_page", {"page": "integrations"}, "Integrations", MANAGERS),
@@ -320,10 +320,23 @@ def plan():
     technicians = db.session.scalar(
         db.select(db.func.count()).select_from(User).where(User.role == "tech", User.is_active_flag)
     )
+    from zoneinfo import ZoneInfo
+
+    from app.booking.models import Booking
+    from app.customers.models import Customer
+
+    local_now = datetime.now(ZoneInfo(tenant.time_zone))
+    month_start = local_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+    jobs = db.session.scalar(
+        db.select(db.func.count()).select_from(Booking).where(
+            Booking.created_at >= month_start, Booking.status.not_in(("expired",))
+        )
+    )
+    customers = db.session.scalar(db.select(db.func.count()).select_from(Customer))
     usage = [
         ("Technicians", technicians, current.technicians),
-        ("Jobs this month", 0, current.jobs_per_month),
-        ("Customers", 0, current.customers),
+        ("Jobs this month", jobs, current.jobs_per_month),
+        ("Customers", customers, current.customers),
         ("SMS this month", 0, current.sms_per_month),
     ]
     return render_template("dashboard/plan.html", plan=current, usage=usage)

@@ -76,6 +76,9 @@ def init_app(app) -> None:
     from app.customers.models import SIZE_SHORT
 
     app.add_template_filter(lambda size: SIZE_SHORT.get(size, size), "size_short")
+    from app.customers.services import format_phone
+
+    app.add_template_filter(format_phone, "phone")
     app.add_template_filter(clock)
     app.add_template_filter(hours_by_day)
     app.add_template_filter(hours_summary)
