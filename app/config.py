@@ -81,6 +81,11 @@ class Config:
     MAX_FORM_MEMORY_SIZE = 500_000
     WTF_CSRF_TIME_LIMIT = 60 * 60 * 8
 
+    # Map tiles for the customer's pin (e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png). Empty: the
+    # map shows the pin on a plain background (tests, offline demo). Its origin is added to the CSP.
+    MAP_TILE_URL = os.environ.get("MAP_TILE_URL", "")
+    MAP_TILE_ATTRIBUTION = os.environ.get("MAP_TILE_ATTRIBUTION", "© OpenStreetMap contributors")
+
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
     RATELIMIT_HEADERS_ENABLED = True
     # If Redis is down, fall back to per-process memory limits instead of failing logins.

@@ -216,10 +216,13 @@ def test_booking_site_flow_and_manage_link(app, make_tenant, seed_booking, visit
     page = site.get("/book/address").get_data(as_text=True)
     bad = site.post("/book/address", {"address": "Nowhere at all", "csrf_token": _form_token(page)})
     assert bad.status_code == 422 and "couldn&#39;t find" in bad.get_data(as_text=True)
-    r = site.post(
-        "/book/address",
-        {"address": "1100 Congress Ave, Austin", "access_notes": "Gate 4321", "csrf_token": _form_token(page)},
-    )
+    address = {"address": "1100 Congress Ave, Austin", "access_notes": "Gate 4321", "csrf_token": _form_token(page)}
+    r = site.post("/book/address", address)
+    assert r.status_code == 200 and 'data-testid="pin-map"' in r.get_data(as_text=True)  # check the pin first
+    lat = float(re.search(r'name="lat" value="([^"]+)"', r.get_data(as_text=True)).group(1))
+    lng = float(re.search(r'name="lng" value="([^"]+)"', r.get_data(as_text=True)).group(1))
+    moved = {**address, "lat": f"{lat + 0.0004:.6f}", "lng": f"{lng:.6f}"}
+    r = site.post("/book/address", moved)
     assert r.status_code == 302
     day = (datetime.now(ZoneInfo("America/New_York")) + timedelta(days=3)).date().isoformat()
     page = site.get(f"/book/time?day={day}").get_data(as_text=True)
@@ -244,6 +247,13 @@ def test_booking_site_flow_and_manage_link(app, make_tenant, seed_booking, visit
     assert manage.status_code == 200 and manage.headers["Referrer-Policy"] == "no-referrer"
     html = manage.get_data(as_text=True)
     assert "Confirmed" in html and "1100 Congress Ave" in html
+    from app.booking.models import Booking
+    from app.extensions import db
+    from tenants.context import tenant_context
+
+    with app.app_context(), tenant_context(t.id, db.session):
+        stored = db.session.scalars(db.select(Booking)).one().address
+        assert abs(stored.lat - (lat + 0.0004)) < 1e-6 and stored.access_notes == "Gate 4321"
     # H5: the link is useless on another business's site, and with one character changed.
     other = make_tenant()
     assert visitor(other.host).get(manage_path).status_code == 404

@@ -32,6 +32,10 @@ def book_as_customer(page, live, host: str, *, name: str, phone: str, day: str, 
     page.get_by_test_id("field-address").fill("1100 Congress Ave, Austin")
     page.get_by_test_id("field-access_notes").fill("Gate code 1234")
     page.get_by_test_id("book-next").click()
+    expect(page.get_by_test_id("pin-map")).to_be_visible()  # confirm (or drag) the pin
+    if shots:
+        screenshot(page, f"{shots}-2-pin")
+    page.get_by_test_id("book-next").click()
     page.get_by_test_id(f"day-{day}").click()
     slot = page.get_by_test_id("slot").nth(slot_index)
     label = slot.inner_text()

@@ -352,3 +352,20 @@ def test_openapi_spec_is_served(client):
     spec = client.get("/api/v1/openapi.json", base_url="http://app.localhost").get_json()
     assert spec["openapi"].startswith("3.") and "/users/{user_id}" in spec["paths"]
     json.dumps(spec)
+
+
+def test_map_tiles_origin_is_the_only_addition_to_the_csp(services):
+    from app import create_app
+    from app.config import TestConfig
+
+    a = create_app(
+        TestConfig,
+        {
+            "SQLALCHEMY_DATABASE_URI": services.pg.url("fieldday_app"),
+            "REDIS_URL": services.redis.url,
+            "MAP_TILE_URL": "https://tile.example.org/{z}/{x}/{y}.png",
+        },
+    )
+    csp = a.test_client().get("/login", base_url="http://app.localhost").headers["Content-Security-Policy"]
+    assert "img-src 'self' data: blob: https://tile.example.org;" in csp
+    assert "script-src 'self';" in csp

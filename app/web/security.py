@@ -12,10 +12,16 @@ CSP = (
 
 
 def init_app(app) -> None:
+    from urllib.parse import urlsplit
+
+    tiles = urlsplit(app.config.get("MAP_TILE_URL") or "")
+    tile_origin = f"{tiles.scheme}://{tiles.netloc}".replace("{s}", "*") if tiles.netloc else ""
+    csp = CSP.replace("img-src 'self' data: blob:", f"img-src 'self' data: blob: {tile_origin}".rstrip())
+
     @app.after_request
     def add_security_headers(response):
         h = response.headers
-        h.setdefault("Content-Security-Policy", CSP)
+        h.setdefault("Content-Security-Policy", csp)
         h["X-Content-Type-Options"] = "nosniff"
         h["X-Frame-Options"] = "DENY"
         h["Referrer-Policy"] = g.get("referrer_policy", "strict-origin-when-cross-origin")

@@ -6,7 +6,19 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from app.booking import services as booking_services
 from app.booking import tokens as booking_tokens
@@ -136,23 +148,41 @@ def book_address():
         return r
     errors: dict[str, str] = {}
     query = request.form.get("address", "") if request.method == "POST" else (draft.get("address_query") or "")
+    confirming = False
     if request.method == "POST":
         place = get_geocoder().geocode(query)
         if place is None:
             errors["address"] = "We couldn't find that address. Use a street number and name, like 1100 Congress Ave."
         else:
             p = place.as_dict()
-            try:  # the customer may have moved the pin
-                lat, lng = float(request.form.get("lat", "")), float(request.form.get("lng", ""))
-                if abs(lat - p["lat"]) < 0.05 and abs(lng - p["lng"]) < 0.05:
-                    p["lat"], p["lng"] = round(lat, 6), round(lng, 6)
-            except ValueError:
-                pass
+            known = draft.get("place") or {}
+            same = known.get("line1") == p["line1"] and draft.get("pin_shown")
+            if same:
+                try:  # the customer may have dragged the pin onto the driveway
+                    lat, lng = float(request.form.get("lat", "")), float(request.form.get("lng", ""))
+                    if abs(lat - p["lat"]) < 0.05 and abs(lng - p["lng"]) < 0.05:
+                        p["lat"], p["lng"] = round(lat, 6), round(lng, 6)
+                except ValueError:
+                    pass
             draft.update(place=p, address_query=query, access_notes=request.form.get("access_notes", "")[:500])
-            _save(draft)
-            return redirect(url_for("site.book_time"))
+            if not same:
+                # First time we place this address: show the pin and let the customer confirm or move it.
+                draft["pin_shown"] = True
+                _save(draft)
+                confirming = True
+            else:
+                _save(draft)
+                return redirect(url_for("site.book_time"))
     return render_template(
-        "site/book_address.html", tenant=g.tenant, draft=draft, query=query, errors=errors, step=2
+        "site/book_address.html",
+        tenant=g.tenant,
+        draft=draft,
+        query=query,
+        errors=errors,
+        step=2,
+        confirming=confirming,
+        tile_url=current_app.config["MAP_TILE_URL"],
+        tile_attribution=current_app.config["MAP_TILE_ATTRIBUTION"],
     ), (422 if errors else 200)
 
 
