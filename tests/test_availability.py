@@ -83,7 +83,13 @@ def test_day_off_and_horizon():
 
 
 def test_least_loaded_technician_first():
-    a = av.Technician(uuid.uuid4(), "A", {2: [(time(9), time(17))]}, (), booked_minutes=240)
-    b = av.Technician(uuid.uuid4(), "B", {2: [(time(9), time(17))]}, (), booked_minutes=60)
+    def job(hour, hours):
+        return av.Busy(
+            datetime(2026, 6, 10, hour, tzinfo=UTC), datetime(2026, 6, 10, hour + hours, tzinfo=UTC), "booking"
+        )
+
+    yesterday = av.Busy(datetime(2026, 6, 9, 13, tzinfo=UTC), datetime(2026, 6, 9, 20, tzinfo=UTC), "booking")
+    a = av.Technician(uuid.uuid4(), "A", {2: [(time(9), time(17))]}, (job(18, 2),))  # 2 h booked today
+    b = av.Technician(uuid.uuid4(), "B", {2: [(time(9), time(17))]}, (job(19, 1), yesterday))  # 1 h today
     slots = av.day_slots(date(2026, 6, 10), [a, b], HOURLY, timedelta(hours=1), now=datetime(2026, 6, 1, tzinfo=UTC))
-    assert slots[0].technician_ids == (b.id, a.id)
+    assert slots[0].technician_ids == (b.id, a.id)  # yesterday's long day doesn't count against B

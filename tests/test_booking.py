@@ -328,3 +328,33 @@ def test_hold_expiry_sweep_fans_out_per_tenant(app, make_tenant, seed_booking, r
         with tenant_context(b.id, db.session):
             assert db.session.get(Booking, (b.id, fresh)).status == "pending"
         db.session.rollback()
+
+
+def test_first_time_customer_booking_twice_at_once_gets_two_bookings_one_customer(app, make_tenant, seed_booking):
+    """Two concurrent first bookings from the same phone (different times) both succeed and
+    share one customer record: the unique-phone race is handled, not a 500."""
+    from app.customers.models import Customer
+    from app.extensions import db
+    from tenants.context import tenant_context
+
+    t = make_tenant()
+    f = seed_booking(t, techs=4)
+    results, errors = [], []
+    barrier = threading.Barrier(4)
+
+    def go(i):
+        try:
+            barrier.wait()
+            results.append(book(app, t, request(f, tomorrow_at(9 + 2 * i), phone="+15125550999")))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == [] and len(results) == 4
+    with app.app_context(), tenant_context(t.id, db.session):
+        assert db.session.scalar(db.select(db.func.count()).select_from(Customer)) == 1
+        db.session.rollback()

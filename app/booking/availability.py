@@ -45,7 +45,6 @@ class Technician:
     # weekday (Monday=0) -> [(start_local, end_local), ...]
     hours: dict[int, list[tuple[time, time]]]
     busy: Sequence[Busy] = field(default_factory=tuple)
-    booked_minutes: int = 0  # load that day, for choosing among free technicians
     position: int = 0
 
 
@@ -82,7 +81,12 @@ def candidates(day: date, tech: Technician, rules: Rules, duration: timedelta, *
     intervals = tech.hours.get(day.weekday(), [])
     earliest = now + rules.lead_time
     last_day = (now.astimezone(tz) + timedelta(days=rules.horizon_days)).date()
-    day_off = next((b for b in tech.busy if b.kind == "day_off" and b.start <= to_utc(day, time(12), tz) < b.end), None)
+    # Only busy time near this day can clash: keeps a month's query linear in bookings.
+    day_start, day_end = local_day_bounds(day, tz)
+    reach = day_end + duration + rules.buffer
+    busy = [b for b in tech.busy if b.end > day_start and b.start < reach]
+    noon = to_utc(day, time(12), tz)
+    day_off = next((b for b in busy if b.kind == "day_off" and b.start <= noon < b.end), None)
     seen: set[datetime] = set()
     for start_local, end_local in intervals:
         work_end = to_utc(day, end_local, tz)
@@ -107,7 +111,7 @@ def candidates(day: date, tech: Technician, rules: Rules, duration: timedelta, *
             elif end > work_end:
                 reason, ok = "The job would run past the end of working hours", False
             else:
-                clash = next((b for b in tech.busy if _overlap(start, end + rules.buffer, b)), None)
+                clash = next((b for b in busy if _overlap(start, end + rules.buffer, b)), None)
                 if clash is not None:
                     reason, ok = _clash_reason(clash, rules), False
                 else:
@@ -141,19 +145,31 @@ def day_slots(
     """Start times on ``day`` that at least one technician can take, with who is free,
     least-loaded first."""
     by_start: dict[datetime, list[Technician]] = {}
+    techs = list(techs)
     for tech in techs:
         for c in candidates(day, tech, rules, duration, now=now):
             if c.offered:
                 by_start.setdefault(c.start, []).append(tech)
     tz = rules.tz
+    load = {t.id: _booked_minutes(t, day, tz) for t in techs}
     return [
         Slot(
             start,
             start.astimezone(tz),
-            tuple(t.id for t in sorted(free, key=lambda t: (t.booked_minutes, t.position, str(t.id)))),
+            tuple(t.id for t in sorted(free, key=lambda t: (load[t.id], t.position, str(t.id)))),
         )
         for start, free in sorted(by_start.items())
     ]
+
+
+def _booked_minutes(tech: Technician, day: date, tz: ZoneInfo) -> float:
+    """Minutes booked on this local day (buffers included): spreads work across the team."""
+    start, end = local_day_bounds(day, tz)
+    return sum(
+        (min(b.end, end) - max(b.start, start)).total_seconds() / 60
+        for b in tech.busy
+        if b.kind == "booking" and b.end > start and b.start < end
+    )
 
 
 def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from psycopg.types.range import Range
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from app.booking import availability as av
 from app.booking.errors import BadTransition, PolicyRefused, SlotTaken, SlotUnavailable
@@ -155,23 +156,29 @@ def _engine_technicians(
     start: datetime, end: datetime, technician_ids: list[uuid.UUID] | None = None
 ) -> list[av.Technician]:
     """Schedules and busy time (active bookings with their buffer, blocks) overlapping [start, end)."""
-    techs = [t for t in list_technicians() if technician_ids is None or t.id in technician_ids]
+    stmt = (
+        db.select(Technician)
+        .where(Technician.active)
+        .options(selectinload(Technician.hours))
+        .order_by(Technician.position, Technician.name)
+    )
+    if technician_ids is not None:
+        stmt = stmt.where(Technician.id.in_(technician_ids))
+    techs = list(db.session.scalars(stmt))
     if not techs:
         return []
     ids = [t.id for t in techs]
     window = Range(start, end, "[)")
     busy: dict[uuid.UUID, list[av.Busy]] = {i: [] for i in ids}
-    booked: dict[uuid.UUID, int] = {i: 0 for i in ids}
     rows = db.session.execute(
-        db.select(Booking.technician_id, Booking.during, Booking.reference, Booking.starts_at, Booking.ends_at).where(
+        db.select(Booking.technician_id, Booking.during, Booking.reference).where(
             Booking.technician_id.in_(ids),
             Booking.status.in_(ACTIVE_STATUSES),
             Booking.during.op("&&")(window),
         )
     )
-    for tech_id, during, ref, s, e in rows:
+    for tech_id, during, ref in rows:
         busy[tech_id].append(av.Busy(during.lower, during.upper, "booking", ref))
-        booked[tech_id] += int((e - s).total_seconds() // 60)
     blocks = db.session.execute(
         db.select(BusyBlock.technician_id, BusyBlock.during, BusyBlock.source, BusyBlock.summary).where(
             BusyBlock.technician_id.in_(ids), BusyBlock.during.op("&&")(window)
@@ -184,7 +191,7 @@ def _engine_technicians(
         hours: dict[int, list[tuple[time, time]]] = {}
         for h in t.hours:
             hours.setdefault(h.weekday, []).append((h.start_local, h.end_local))
-        result.append(av.Technician(t.id, t.name, hours, tuple(busy[t.id]), booked[t.id], t.position))
+        result.append(av.Technician(t.id, t.name, hours, tuple(busy[t.id]), t.position))
     return result
 
 
@@ -363,24 +370,24 @@ def book(
     starts_at = req.starts_at.astimezone(UTC)
     _check_window(tenant, starts_at, now)
 
-    candidates = _free_technicians(tenant, starts_at, priced.duration, now, req.technician_id)
-    if not candidates:
-        raise SlotTaken()
-    chosen = None
-    for tech_id in candidates:
-        _lock_technician_day(tenant, tech_id, starts_at)
-        if tech_id in _free_technicians(tenant, starts_at, priced.duration, now, tech_id):
-            chosen = tech_id
-            break
-    if chosen is None:
-        raise SlotTaken()
+    if req.technician_id is not None:
+        # One technician asked for: lock first, then check once.
+        _lock_technician_day(tenant, req.technician_id, starts_at)
+        if req.technician_id not in _free_technicians(tenant, starts_at, priced.duration, now, req.technician_id):
+            raise SlotTaken()
+        chosen = req.technician_id
+    else:
+        candidates = _free_technicians(tenant, starts_at, priced.duration, now)
+        chosen = None
+        for tech_id in candidates:
+            _lock_technician_day(tenant, tech_id, starts_at)
+            if tech_id in _free_technicians(tenant, starts_at, priced.duration, now, tech_id):
+                chosen = tech_id
+                break
+        if chosen is None:
+            raise SlotTaken()
 
-    clean = customers.clean_customer(req.customer, region=region)
-    customer = customers.find_by_phone(clean["phone"]) if clean["phone"] else None
-    if customer is None:
-        customer = customers.create_customer(tenant.id, req.customer, region=region)
-    elif clean["email"] and not customer.email:
-        customer.email = clean["email"]
+    customer = _customer_for_booking(tenant, req.customer, region)
     vehicle = customers.find_or_add_vehicle(customer, req.vehicle)
     address = customers.add_address(customer, req.place, access_notes=req.access_notes)
     ends_at = starts_at + priced.duration
@@ -407,6 +414,26 @@ def book(
     _insert(booking)
     _record(booking, None, status, actor_type, actor_id, {"source": req.source})
     return booking
+
+
+def _customer_for_booking(tenant: Tenant, data: dict, region: str):
+    """The returning customer with this phone, or a new one. Two first-time bookings from the
+    same phone at once both miss the lookup; the loser of the unique index re-reads the winner."""
+    clean = customers.clean_customer(data, region=region)
+    if clean["phone"]:
+        existing = customers.find_by_phone(clean["phone"])
+        if existing is not None:
+            if clean["email"] and not existing.email:
+                existing.email = clean["email"]
+            return existing
+    try:
+        with db.session.begin_nested():
+            return customers.create_customer(tenant.id, data, region=region)
+    except (IntegrityError, ValidationFailed):
+        existing = customers.find_by_phone(clean["phone"]) if clean["phone"] else None
+        if existing is None:
+            raise
+        return existing
 
 
 def _insert(booking: Booking) -> None:
