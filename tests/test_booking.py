@@ -358,3 +358,28 @@ def test_first_time_customer_booking_twice_at_once_gets_two_bookings_one_custome
     with app.app_context(), tenant_context(t.id, db.session):
         assert db.session.scalar(db.select(db.func.count()).select_from(Customer)) == 1
         db.session.rollback()
+
+
+def test_booking_stands_when_redis_is_down_and_the_sweep_expires_it_later(services, app, make_tenant, seed_booking):
+    """F2 in part: scheduling the hold's expiry must not fail a committed booking."""
+    from app import create_app
+    from app.booking.jobs import schedule_hold_expiry
+    from app.booking.models import Booking
+    from app.config import TestConfig
+    from app.extensions import db
+    from scripts.lib.services import free_port
+    from tenants.context import tenant_context
+
+    t = make_tenant()
+    f = seed_booking(t, deposits=True)
+    held = book(app, t, request(f, tomorrow_at(10)))
+    no_redis = create_app(
+        TestConfig,
+        {"SQLALCHEMY_DATABASE_URI": services.pg.url("fieldday_app"), "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
+    )
+    with no_redis.app_context(), tenant_context(t.id, db.session):
+        booking = db.session.get(Booking, (t.id, held))
+        schedule_hold_expiry(booking)  # logs, does not raise
+        assert booking.status == "pending"
+        db.session.rollback()
+        db.engine.dispose()

@@ -33,3 +33,16 @@ def sweep_expired_holds() -> int:
     for tenant_id in ids:
         expire_holds.enqueue(tenant_id)
     return len(ids)
+
+
+def schedule_hold_expiry(booking) -> None:
+    """After commit: expire this booking's hold on time. If Redis is unreachable the booking
+    stands and the minute sweep (`flask cron`) expires it instead, so never fail the request."""
+    if booking.status != "pending" or booking.hold_expires_at is None:
+        return
+    try:
+        expire_hold.enqueue_at(booking.hold_expires_at, booking.tenant_id, booking.id)
+    except Exception:  # noqa: BLE001 - logged; the sweep is the safety net
+        import logging
+
+        logging.getLogger(__name__).warning("could not schedule hold expiry for %s; the sweep will", booking.id)

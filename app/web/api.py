@@ -352,6 +352,9 @@ def create_booking():
     )
     booking = booking_services.book(g.tenant, req, now=_now(), actor_type="user", actor_id=current_user.id)
     db.session.commit()
+    from app.booking.jobs import schedule_hold_expiry
+
+    schedule_hold_expiry(booking)
     return jsonify(booking_json(booking)), 201
 
 

@@ -157,6 +157,9 @@ def new_booking():
             errors = {"starts_local": getattr(exc, "message", "Choose a technician from the list.")}
         else:
             db.session.commit()
+            from app.booking.jobs import schedule_hold_expiry
+
+            schedule_hold_expiry(booking)
             flash(f"Booked {booking.reference}.", "success")
             return redirect(url_for("dashboard.booking_detail", booking_id=booking.id))
     return render_template(

@@ -307,10 +307,9 @@ def book_review():
             lost_day = starts_at.astimezone(ZoneInfo(g.tenant.time_zone)).date()
             return _render_time(draft, message=exc.message, status=409, day=lost_day)
         db.session.commit()
-        if booking.status == "pending":
-            from app.booking.jobs import expire_hold
+        from app.booking.jobs import schedule_hold_expiry
 
-            expire_hold.enqueue_at(booking.hold_expires_at, booking.tenant_id, booking.id)
+        schedule_hold_expiry(booking)
         session.pop(DRAFT, None)
         token = booking_tokens.make_manage_token(booking.tenant_id, booking.id, booking.token_version)
         return redirect(url_for("site.manage_booking", token=token, new=1))
