@@ -31,6 +31,9 @@ def _apply(connection, tenant_id: uuid.UUID | None) -> None:
 
 @event.listens_for(Session, "after_begin")
 def _set_tenant_on_begin(session, transaction, connection) -> None:
+    # A SAVEPOINT lives inside the outer transaction, whose setting already applies.
+    if transaction.nested:
+        return
     _apply(connection, _current.get())
 
 
