@@ -328,9 +328,9 @@ def plan():
     local_now = datetime.now(ZoneInfo(tenant.time_zone))
     month_start = local_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
     jobs = db.session.scalar(
-        db.select(db.func.count()).select_from(Booking).where(
-            Booking.created_at >= month_start, Booking.status.not_in(("expired",))
-        )
+        db.select(db.func.count())
+        .select_from(Booking)
+        .where(Booking.created_at >= month_start, Booking.status.not_in(("expired",)))
     )
     customers = db.session.scalar(db.select(db.func.count()).select_from(Customer))
     usage = [
