@@ -556,3 +556,34 @@ def test_technicians_get_403_on_customer_pages(app, make_tenant, visitor):
         assert "Tech Cannot See" not in text(r)
         checked += 1
     assert checked >= 12
+
+
+def test_api_vehicles_for_a_customer(app, two_tenants, visitor):
+    a, b = two_tenants
+    v = visitor()
+    v.login(a.owner.email, a.owner.password)
+    headers = {"X-CSRFToken": v.dashboard_token()}
+    created = v.client.post(
+        "/api/v1/customers", base_url=v.base, headers=headers, json={"name": "Api Person", "phone": "(512) 555-0170"}
+    )
+    assert created.status_code == 201
+    cid = created.get_json()["id"]
+    bad = v.client.post(
+        f"/api/v1/customers/{cid}/vehicles",
+        base_url=v.base,
+        headers=headers,
+        json={"size_class": "boat", "year": "1800"},
+    )
+    assert bad.status_code == 422 and {"size_class", "year"} <= set(bad.get_json()["error"]["fields"])
+    ok = v.client.post(
+        f"/api/v1/customers/{cid}/vehicles",
+        base_url=v.base,
+        headers=headers,
+        json={"size_class": "suv", "make": "Kia", "model": "Telluride", "plate": "abc 123"},
+    )
+    assert ok.status_code == 201 and ok.get_json()["plate"] == "ABC 123"
+    listed = v.get(f"/api/v1/customers/{cid}/vehicles").get_json()["vehicles"]
+    assert [x["make"] for x in listed] == ["Kia"]
+    other = visitor()
+    other.login(b.owner.email, b.owner.password)
+    assert other.get(f"/api/v1/customers/{cid}/vehicles").status_code == 404

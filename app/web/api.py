@@ -261,6 +261,34 @@ def get_customer(customer_id: uuid.UUID):
     return jsonify(customer_json(customer_services.get_customer(customer_id), full=True))
 
 
+def vehicle_json(v) -> dict:
+    return {
+        "id": str(v.id),
+        "customer_id": str(v.customer_id),
+        "label": v.label,
+        "size_class": v.size_class,
+        "year": v.year,
+        "make": v.make,
+        "model": v.model,
+        "color": v.color,
+        "plate": v.plate,
+    }
+
+
+@bp.get("/customers/<uuid:customer_id>/vehicles")
+def list_vehicles(customer_id: uuid.UUID):
+    customer = customer_services.get_customer(customer_id)
+    return jsonify(vehicles=[vehicle_json(v) for v in customer.vehicles])
+
+
+@bp.post("/customers/<uuid:customer_id>/vehicles")
+def add_vehicle(customer_id: uuid.UUID):
+    customer = customer_services.get_customer(customer_id)
+    vehicle = customer_services.add_vehicle(customer, json_body())
+    db.session.commit()
+    return jsonify(vehicle_json(vehicle)), 201
+
+
 @bp.get("/availability")
 def availability():
     args = request.args

@@ -74,6 +74,32 @@ SCHEMAS = {
             "notes": {"type": "string"},
         },
     },
+    "Vehicle": {
+        "type": "object",
+        "properties": {
+            "id": ID,
+            "customer_id": ID,
+            "size_class": {"enum": ["sedan", "suv", "truck"]},
+            "year": {"type": ["integer", "null"]},
+            "make": {"type": ["string", "null"]},
+            "model": {"type": ["string", "null"]},
+            "color": {"type": ["string", "null"]},
+            "plate": {"type": ["string", "null"]},
+            "label": {"type": "string"},
+        },
+    },
+    "NewVehicle": {
+        "type": "object",
+        "required": ["size_class"],
+        "properties": {
+            "size_class": {"enum": ["sedan", "suv", "truck"]},
+            "year": {"type": "integer"},
+            "make": {"type": "string"},
+            "model": {"type": "string"},
+            "color": {"type": "string"},
+            "plate": {"type": "string"},
+        },
+    },
     "Booking": {
         "type": "object",
         "properties": {
@@ -191,6 +217,17 @@ def document() -> dict:
                     "parameters": _path_id("customer_id"),
                     "responses": {"200": _json(_ref("Customer")), **_errors(404)},
                 }
+            },
+            "/customers/{customer_id}/vehicles": {
+                "get": {
+                    "parameters": _path_id("customer_id"),
+                    "responses": {"200": listing("vehicles", "Vehicle"), **_errors(404)},
+                },
+                "post": {
+                    "parameters": _path_id("customer_id"),
+                    "requestBody": {"content": {"application/json": {"schema": _ref("NewVehicle")}}},
+                    "responses": {"201": _json(_ref("Vehicle"), "Created"), **_errors(400, 404, 422)},
+                },
             },
             "/availability": {
                 "get": {
