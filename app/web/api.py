@@ -68,6 +68,41 @@ def json_body() -> dict:
     return body
 
 
+TEXT = (str, type(None))
+NUMBER_OR_TEXT = (int, str, type(None))
+CUSTOMER_TYPES = {"name": TEXT, "phone": TEXT, "email": TEXT, "notes": TEXT}
+VEHICLE_TYPES = {"size_class": TEXT, "year": NUMBER_OR_TEXT, "make": TEXT, "model": TEXT, "color": TEXT, "plate": TEXT}
+
+
+def check_types(obj: dict, spec: dict, prefix: str = "") -> None:
+    """Validate JSON value types at the edge, so services only ever see what they expect.
+    ``spec`` maps a field to a tuple of types, or to a nested spec for an object."""
+    errors: dict[str, str] = {}
+    for field, kind in spec.items():
+        if field not in obj:
+            continue
+        value, name = obj[field], prefix + field
+        if isinstance(kind, dict):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                errors[name] = "Must be an object."
+                continue
+            try:
+                check_types(value, kind, name + ".")
+            except ValidationFailed as exc:
+                errors.update(exc.errors)
+        elif kind == "ids":
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                errors[name] = "Must be a list of ids."
+        elif isinstance(value, bool) or not isinstance(value, kind):
+            errors[name] = "Must be text." if kind in (TEXT, (str,)) else "Has the wrong type."
+        elif isinstance(value, str) and "\x00" in value:
+            errors[name] = "Contains a character we can't store."
+    if errors:
+        raise ValidationFailed(errors)
+
+
 @bp.get("/me")
 def me():
     return jsonify(user=user_json(current_user), tenant=tenant_json(g.tenant))
@@ -81,6 +116,7 @@ def get_settings():
 @bp.patch("/settings")
 def patch_settings():
     body = json_body()
+    check_types(body, {k: TEXT for k in body if k in SETTINGS_FIELDS})
     unknown = sorted(set(body) - SETTINGS_FIELDS)
     if unknown:
         raise ValidationFailed({k: "Unknown field." for k in unknown}, f"Unknown field: {unknown[0]}.")
@@ -124,7 +160,23 @@ def _instant(value, field: str) -> datetime:
         raise ValidationFailed({field: "Give an ISO 8601 time with its offset, like 2026-12-01T15:00:00Z."}) from None
     if dt.tzinfo is None:
         raise ValidationFailed({field: "Give the time with its offset (Z or +hh:mm)."})
-    return dt.astimezone(UTC)
+    try:
+        result = dt.astimezone(UTC)
+    except OverflowError:
+        result = None
+    if result is None or not 2000 <= result.year <= 2100:
+        raise ValidationFailed({field: "Give a time between the years 2000 and 2100."})
+    return result
+
+
+def _day(value, field: str = "date") -> date:
+    try:
+        day = date.fromisoformat(str(value or ""))
+    except ValueError:
+        raise ValidationFailed({field: "Give a day as YYYY-MM-DD."}) from None
+    if not 2000 <= day.year <= 2100:
+        raise ValidationFailed({field: "Give a day between the years 2000 and 2100."})
+    return day
 
 
 def _uuid_or_none(value, field: str):
@@ -215,13 +267,17 @@ def list_packages():
 @bp.post("/packages")
 def create_package():
     body = json_body()
+    check_types(
+        body,
+        {"name": TEXT, "kind": TEXT, "description": TEXT, "position": (int, type(None)), "prices": (dict, type(None))},
+    )
     package = catalog.create_package(
         g.tenant.id,
         name=body.get("name", ""),
         kind=body.get("kind", "package"),
         description=body.get("description"),
         prices=body.get("prices") or {},
-        position=int(body.get("position") or 0),
+        position=body.get("position") or 0,
     )
     db.session.commit()
     return jsonify(package_json(package)), 201
@@ -250,6 +306,7 @@ def list_customers():
 @bp.post("/customers")
 def create_customer():
     body = json_body()
+    check_types(body, CUSTOMER_TYPES)
     region = customer_services.DEFAULT_REGION.get(g.tenant.currency, "US")
     customer = customer_services.create_customer(g.tenant.id, body, region=region)
     db.session.commit()
@@ -284,7 +341,9 @@ def list_vehicles(customer_id: uuid.UUID):
 @bp.post("/customers/<uuid:customer_id>/vehicles")
 def add_vehicle(customer_id: uuid.UUID):
     customer = customer_services.get_customer(customer_id)
-    vehicle = customer_services.add_vehicle(customer, json_body())
+    body = json_body()
+    check_types(body, VEHICLE_TYPES)
+    vehicle = customer_services.add_vehicle(customer, body)
     db.session.commit()
     return jsonify(vehicle_json(vehicle)), 201
 
@@ -292,11 +351,8 @@ def add_vehicle(customer_id: uuid.UUID):
 @bp.get("/availability")
 def availability():
     args = request.args
-    try:
-        first = date.fromisoformat(args.get("date", ""))
-    except ValueError:
-        raise ValidationFailed({"date": "Give a day as YYYY-MM-DD."}) from None
-    days = min(max(int(args.get("days", "1") or 1), 1), 62)
+    first = _day(args.get("date"))
+    days = min(max(args.get("days", 1, type=int) or 1, 1), 62)
     priced = booking_services.price_selection(
         args.get("package_id"), args.getlist("addon_ids"), args.get("size_class", "")
     )
@@ -327,11 +383,10 @@ def availability():
 @bp.get("/availability/explain")
 def explain():
     args = request.args
-    try:
-        day = date.fromisoformat(args.get("date", ""))
-        minutes = int(args.get("duration_min", "60"))
-    except ValueError:
-        raise ValidationFailed({"date": "Give a day as YYYY-MM-DD and duration_min in minutes."}) from None
+    day = _day(args.get("date"))
+    minutes = args.get("duration_min", 60, type=int)
+    if minutes is None or not 5 <= minutes <= 720:
+        raise ValidationFailed({"duration_min": "Give the job length in minutes, from 5 to 720."})
     tech = _uuid_or_none(args.get("technician_id"), "technician_id")
     if tech is None:
         raise ValidationFailed({"technician_id": "Choose a technician."})
@@ -359,6 +414,21 @@ def get_booking(booking_id: uuid.UUID):
 @bp.post("/bookings")
 def create_booking():
     body = json_body()
+    check_types(
+        body,
+        {
+            "package_id": TEXT,
+            "addon_ids": "ids",
+            "size_class": TEXT,
+            "technician_id": TEXT,
+            "starts_at": TEXT,
+            "address": TEXT,
+            "access_notes": TEXT,
+            "notes": TEXT,
+            "customer": CUSTOMER_TYPES,
+            "vehicle": VEHICLE_TYPES,
+        },
+    )
     place = None
     if body.get("address"):
         found = get_geocoder().geocode(str(body["address"]))
@@ -369,7 +439,7 @@ def create_booking():
     req = booking_services.BookingRequest(
         package_id=body.get("package_id"),
         addon_ids=body.get("addon_ids") or [],
-        vehicle={"size_class": body.get("size_class", ""), **(body.get("vehicle") or {})},
+        vehicle={"size_class": body.get("size_class", ""), **(v if isinstance(v := body.get("vehicle"), dict) else {})},
         place=place,
         access_notes=body.get("access_notes"),
         customer=customer,
@@ -390,6 +460,7 @@ def create_booking():
 def move_booking(booking_id: uuid.UUID):
     booking = booking_services.get_booking(booking_id, for_update=True)
     body = json_body()
+    check_types(body, {"starts_at": TEXT, "technician_id": TEXT})
     booking_services.reschedule_booking(
         g.tenant,
         booking,
@@ -407,7 +478,7 @@ def move_booking(booking_id: uuid.UUID):
 def set_booking_status(booking_id: uuid.UUID):
     booking = booking_services.get_booking(booking_id, for_update=True)
     body = json_body()
-    to = body.get("status", "")
+    to = str(body.get("status") or "")
     if to == "canceled":
         booking_services.cancel_booking(g.tenant, booking, actor_type="user", actor_id=current_user.id, now=_now())
     else:

@@ -181,6 +181,8 @@ def explain():
         day = date.fromisoformat(request.args.get("date", "")) if request.args.get("date") else datetime.now(tz).date()
     except ValueError:
         day = datetime.now(tz).date()
+    if not 2000 <= day.year <= 2100:
+        day = datetime.now(tz).date()
     tech_id = request.args.get("technician_id") or (str(techs[0].id) if techs else "")
     minutes = request.args.get("duration_min", "120")
     rows = []

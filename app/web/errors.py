@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from flask import g, jsonify, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
@@ -121,6 +122,9 @@ def init_app(app) -> None:
     def database_error(exc: DBAPIError):
         sqlstate = getattr(exc.orig, "sqlstate", None)
         _rollback()
+        if isinstance(exc.orig, psycopg.DataError) and (sqlstate is None or sqlstate.startswith("22")):
+            # Input PostgreSQL can't store (a NUL byte, a number out of range): the client's to fix.
+            return render_error(422, "Some of the input contains characters or values we can't store.", code="invalid")
         if sqlstate in {"57014", "55P03", "40P01", "40001"}:  # timeouts, lock waits, deadlock, serialization
             return render_error(503, MESSAGES[503], headers={"Retry-After": "2"})
         log.exception("database error (sqlstate %s)", sqlstate)

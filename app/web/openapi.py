@@ -156,8 +156,24 @@ def _path_id(name: str = "id") -> list[dict]:
     return [{"name": name, "in": "path", "required": True, "schema": ID}]
 
 
+QUERY_TYPES = {
+    "date": {"type": "string", "format": "date"},
+    "start": {"type": "string", "format": "date-time"},
+    "end": {"type": "string", "format": "date-time"},
+    "days": {"type": "integer", "minimum": 1, "maximum": 62},
+    "duration_min": {"type": "integer", "minimum": 5, "maximum": 720},
+    "size_class": {"enum": ["sedan", "suv", "truck"]},
+    "package_id": ID,
+    "technician_id": ID,
+    "addon_ids": {"type": "array", "items": ID},
+}
+
+
 def _query(*names: str, required: tuple[str, ...] = ()) -> list[dict]:
-    return [{"name": n, "in": "query", "required": n in required, "schema": {"type": "string"}} for n in names]
+    return [
+        {"name": n, "in": "query", "required": n in required, "schema": QUERY_TYPES.get(n, {"type": "string"})}
+        for n in names
+    ]
 
 
 def document() -> dict:
@@ -206,7 +222,10 @@ def document() -> dict:
                 }
             },
             "/customers": {
-                "get": {"parameters": _query("q"), "responses": {"200": listing("customers", "Customer")}},
+                "get": {
+                    "parameters": _query("q"),
+                    "responses": {"200": listing("customers", "Customer"), **_errors(422)},
+                },
                 "post": {
                     "requestBody": {"content": {"application/json": {"schema": _ref("NewCustomer")}}},
                     "responses": {"201": _json(_ref("Customer"), "Created"), **_errors(400, 422)},
@@ -246,11 +265,17 @@ def document() -> dict:
             "/availability/explain": {
                 "get": {
                     "parameters": _query("date", "technician_id", "duration_min", required=("date", "technician_id")),
-                    "responses": {"200": _json({"type": "object"}, "Every candidate time and why"), **_errors(422)},
+                    "responses": {
+                        "200": _json({"type": "object"}, "Every candidate time and why"),
+                        **_errors(404, 422),
+                    },
                 }
             },
             "/bookings": {
-                "get": {"parameters": _query("start", "end"), "responses": {"200": listing("bookings", "Booking")}},
+                "get": {
+                    "parameters": _query("start", "end"),
+                    "responses": {"200": listing("bookings", "Booking"), **_errors(422)},
+                },
                 "post": {
                     "requestBody": {"content": {"application/json": {"schema": _ref("NewBooking")}}},
                     "responses": {"201": _json(_ref("Booking"), "Booked"), **_errors(400, 409, 422)},
@@ -279,7 +304,7 @@ def document() -> dict:
                             }
                         }
                     },
-                    "responses": {"200": _json(_ref("Booking")), **_errors(404, 409, 422)},
+                    "responses": {"200": _json(_ref("Booking")), **_errors(400, 404, 409, 422)},
                 }
             },
             "/bookings/{booking_id}/status": {
@@ -296,7 +321,7 @@ def document() -> dict:
                             }
                         }
                     },
-                    "responses": {"200": _json(_ref("Booking")), **_errors(404, 409)},
+                    "responses": {"200": _json(_ref("Booking")), **_errors(400, 404, 409)},
                 }
             },
         },

@@ -9,7 +9,7 @@
   const phone = window.matchMedia("(max-width: 700px)").matches;
   const show = (text) => { message.textContent = text; message.hidden = !text; };
 
-  EventCalendar.create(el, {
+  const options = {
     view: phone ? "resourceTimeGridDay" : "resourceTimeGridWeek",
     headerToolbar: { start: "prev,next today", center: "title", end: "resourceTimeGridDay,resourceTimeGridWeek" },
     buttonText: { today: "Today", resourceTimeGridDay: "Day", resourceTimeGridWeek: "Week" },
@@ -49,5 +49,8 @@
         show("We couldn't reach the server. Nothing was changed.");
       }
     },
-  });
+  };
+  // ?date=YYYY-MM-DD opens the calendar on that day (links from bookings, tests).
+  if (/^\d{4}-\d{2}-\d{2}$/.test(el.dataset.date || "")) options.date = el.dataset.date;
+  EventCalendar.create(el, options);
 })();
