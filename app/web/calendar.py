@@ -99,8 +99,15 @@ def booking_detail(booking_id: uuid.UUID):
 
     users = {u.id: u for u in list_users()}
     allowed = sorted(TRANSITIONS[booking.status])
+    cal_date = booking.starts_at.astimezone(_tz()).date().isoformat()
     return render_template(
-        "dashboard/booking.html", booking=booking, events=events, users=users, allowed=allowed, labels=STATUS_LABELS
+        "dashboard/booking.html",
+        booking=booking,
+        events=events,
+        users=users,
+        allowed=allowed,
+        labels=STATUS_LABELS,
+        cal_date=cal_date,
     )
 
 
