@@ -167,3 +167,22 @@ def test_tenant_a_cannot_move_b_bookings_by_calendar(app, owner_with_bookings, m
     )
     assert r.status_code == 404
     assert datetime  # noqa
+
+
+def test_home_lists_todays_jobs(app, make_tenant, seed_booking, visitor):
+    t = make_tenant()
+    f = seed_booking(t, lead_time_min=0)
+    now_local = datetime.now(ZoneInfo("America/New_York"))
+    v = visitor()
+    v.login(t.owner.email, t.owner.password)
+    empty = v.get("/").get_data(as_text=True)
+    assert "No jobs booked for today" in empty
+    start = max(
+        now_local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1),
+        now_local.replace(hour=9, minute=0, second=0, microsecond=0),
+    )
+    if start.hour >= 16:
+        return  # too late today for a slot inside working hours; the empty state was checked
+    book(app, t, request(f, start.astimezone(ZoneInfo("UTC"))))
+    page = v.get("/").get_data(as_text=True)
+    assert 'data-testid="today-jobs"' in page and "Casey Customer" in page

@@ -128,8 +128,16 @@ def home():
         ),
         ("Share your booking site", False, site_url(tenant.subdomain)),
     ]
+    from zoneinfo import ZoneInfo
+
+    from app.booking.availability import local_day_bounds
+    from app.booking.services import list_bookings
+
+    start, end = local_day_bounds(datetime.now(ZoneInfo(tenant.time_zone)).date(), ZoneInfo(tenant.time_zone))
+    today = [b for b in list_bookings(start, end) if b.starts_at >= start]
     return render_template(
         "dashboard/home.html",
+        today=today,
         checklist=checklist,
         team=team,
         booking_url=site_url(tenant.subdomain),

@@ -80,6 +80,7 @@ def init_app(app) -> None:
 
     app.add_template_filter(format_phone, "phone")
     app.add_template_filter(clock)
+    app.add_template_filter(lambda dt, tenant: clock(dt.astimezone(ZoneInfo(tenant.time_zone))), "local_time")
     app.add_template_filter(hours_by_day)
     app.add_template_filter(hours_summary)
     app.add_template_filter(lambda _: {d: (time(8), time(17)) for d in range(5)}, "default_hours")
