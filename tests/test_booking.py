@@ -383,3 +383,56 @@ def test_booking_stands_when_redis_is_down_and_the_sweep_expires_it_later(servic
         assert booking.status == "pending"
         db.session.rollback()
         db.engine.dispose()
+
+
+def test_knowing_a_phone_number_does_not_let_a_visitor_rewrite_a_customer(app, make_tenant, seed_booking):
+    """An anonymous booking with someone's phone files under them but changes nothing on file."""
+    from app.booking.services import BookingRequest
+    from app.customers import services as customers
+    from app.customers.models import Customer
+    from app.extensions import db
+    from tenants.context import tenant_context
+
+    t = make_tenant()
+    f = seed_booking(t, techs=2)
+    with app.app_context(), tenant_context(t.id, db.session):
+        victim = customers.create_customer(t.id, {"name": "Victim Vee", "phone": "+15125550333"}, region="US")
+        customers.add_vehicle(victim, {"size_class": "sedan", "make": "Tesla", "model": "Model 3", "color": "White"})
+        customers.add_address(victim, PLACE, access_notes="Gate 1111")
+        db.session.commit()
+    req = BookingRequest(
+        package_id=f.wash,
+        addon_ids=[],
+        place=PLACE,
+        access_notes="Gate 9999",
+        vehicle={"size_class": "sedan", "make": "Tesla", "model": "Model 3", "color": "Black"},
+        customer={"name": "Mallory", "phone": "(512) 555-0333", "email": "attacker@evil.test"},
+        starts_at=tomorrow_at(10),
+    )
+    book(app, t, req)
+    with app.app_context(), tenant_context(t.id, db.session):
+        c = db.session.scalars(db.select(Customer)).one()
+        assert c.email is None and c.name == "Victim Vee"
+        assert sorted((v.color or "") for v in c.vehicles) == ["Black", "White"]  # added, not overwritten
+        assert sorted(a.access_notes or "" for a in c.addresses) == ["Gate 1111", "Gate 9999"]
+        from app.booking.models import Booking
+
+        notes = db.session.scalars(db.select(Booking)).one().customer_notes
+        assert "Booked as Mallory" in notes and "attacker@evil.test" in notes
+        db.session.rollback()
+
+
+def test_a_package_needs_a_duration(app, make_tenant):
+    from app.catalog import services as catalog
+    from app.errors import ValidationFailed
+    from app.extensions import db
+    from tenants.context import tenant_context
+
+    t = make_tenant()
+    with app.app_context(), tenant_context(t.id, db.session):
+        with pytest.raises(ValidationFailed):
+            catalog.create_package(t.id, name="Instant", prices={"sedan": {"price_cents": 100, "duration_min": 0}})
+        catalog.create_package(
+            t.id, name="Free add-on", kind="addon", prices={"sedan": {"price_cents": 0, "duration_min": 0}}
+        )
+        db.session.rollback()

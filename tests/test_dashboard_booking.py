@@ -186,3 +186,14 @@ def test_home_lists_todays_jobs(app, make_tenant, seed_booking, visitor):
     book(app, t, request(f, start.astimezone(ZoneInfo("UTC"))))
     page = v.get("/").get_data(as_text=True)
     assert 'data-testid="today-jobs"' in page and "Casey Customer" in page
+
+
+def test_one_login_links_to_one_technician(owner_with_bookings):
+    t, f, b1, v = owner_with_bookings
+    token = v.dashboard_token()
+    form = {"name": "First", "user_id": str(t.owner.id), "color": "#123456", "csrf_token": token}
+    assert v.post("/technicians", form).status_code == 302
+    again = v.post("/technicians", {**form, "name": "Second"})
+    assert again.status_code == 422 and "already belongs" in again.get_data(as_text=True)
+    junk = v.post("/technicians", {**form, "name": "Third", "user_id": "not-a-uuid"})
+    assert junk.status_code == 422

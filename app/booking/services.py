@@ -280,7 +280,10 @@ def price_selection(package_id: uuid.UUID | str | None, addon_ids: list, size_cl
                 "duration_min": price.duration_min,
             }
         )
-    return Priced(items, sum(i["price_cents"] for i in items), timedelta(minutes=sum(i["duration_min"] for i in items)))
+    minutes = sum(i["duration_min"] for i in items)
+    if minutes <= 0:
+        raise ValidationFailed({"package_id": "This service has no duration set. Please call us to book it."})
+    return Priced(items, sum(i["price_cents"] for i in items), timedelta(minutes=minutes))
 
 
 # Booking ---------------------------------------------------------------------------
@@ -310,6 +313,13 @@ def _lock_technician_day(tenant: Tenant, technician_id: uuid.UUID, starts_at: da
         text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
         {"k": f"booking:{tenant.id}:{technician_id}:{day.isoformat()}"},
     )
+
+
+def _lock_technician_days(tenant: Tenant, technician_ids: list[uuid.UUID], starts_at: datetime) -> None:
+    """Take several technician-day locks in one global order (by id), so two transactions that
+    want overlapping sets can never wait on each other in a cycle."""
+    for tech_id in sorted(technician_ids, key=str):
+        _lock_technician_day(tenant, tech_id, starts_at)
 
 
 def _free_technicians(
@@ -378,18 +388,16 @@ def book(
         chosen = req.technician_id
     else:
         candidates = _free_technicians(tenant, starts_at, priced.duration, now)
-        chosen = None
-        for tech_id in candidates:
-            _lock_technician_day(tenant, tech_id, starts_at)
-            if tech_id in _free_technicians(tenant, starts_at, priced.duration, now, tech_id):
-                chosen = tech_id
-                break
+        _lock_technician_days(tenant, candidates, starts_at)
+        still_free = set(_free_technicians(tenant, starts_at, priced.duration, now))
+        chosen = next((tech_id for tech_id in candidates if tech_id in still_free), None)
         if chosen is None:
             raise SlotTaken()
 
-    customer = _customer_for_booking(tenant, req.customer, region)
-    vehicle = customers.find_or_add_vehicle(customer, req.vehicle)
-    address = customers.add_address(customer, req.place, access_notes=req.access_notes)
+    staff = actor_type != "customer"
+    customer = _customer_for_booking(tenant, req.customer, region, may_update=staff)
+    vehicle = customers.find_or_add_vehicle(customer, req.vehicle, may_update=staff)
+    address = customers.add_address(customer, req.place, access_notes=req.access_notes, may_update=staff)
     ends_at = starts_at + priced.duration
     status = "pending" if tenant.deposits_enabled else "confirmed"
     booking = Booking(
@@ -408,7 +416,7 @@ def book(
         currency=tenant.currency,
         hold_expires_at=now + timedelta(minutes=tenant.hold_min) if status == "pending" else None,
         source=req.source,
-        customer_notes=(req.notes or "")[:1000] or None,
+        customer_notes=_notes_with_contact(req, customer),
     )
     booking.items = [BookingItem(tenant_id=tenant.id, **item) for item in priced.items]
     _insert(booking)
@@ -416,14 +424,16 @@ def book(
     return booking
 
 
-def _customer_for_booking(tenant: Tenant, data: dict, region: str):
+def _customer_for_booking(tenant: Tenant, data: dict, region: str, *, may_update: bool):
     """The returning customer with this phone, or a new one. Two first-time bookings from the
-    same phone at once both miss the lookup; the loser of the unique index re-reads the winner."""
+    same phone at once both miss the lookup; the loser of the unique index re-reads the winner.
+    An anonymous booking (``may_update`` False) never changes a customer on file: knowing a phone
+    number must not let anyone rewrite someone's e-mail, vehicle or gate code."""
     clean = customers.clean_customer(data, region=region)
     if clean["phone"]:
         existing = customers.find_by_phone(clean["phone"])
         if existing is not None:
-            if clean["email"] and not existing.email:
+            if may_update and clean["email"] and not existing.email:
                 existing.email = clean["email"]
             return existing
     try:
@@ -434,6 +444,20 @@ def _customer_for_booking(tenant: Tenant, data: dict, region: str):
         if existing is None:
             raise
         return existing
+
+
+def _notes_with_contact(req: BookingRequest, customer) -> str | None:
+    """Keep the name and e-mail typed for this booking when they differ from the record on file."""
+    notes = (req.notes or "").strip()
+    typed = " ".join(str((req.customer or {}).get("name") or "").split())
+    email = str((req.customer or {}).get("email") or "").strip().lower()
+    extra = []
+    if typed and typed.lower() != customer.name.lower():
+        extra.append(f"Booked as {typed}")
+    if email and email != (customer.email or ""):
+        extra.append(f"e-mail given: {email}")
+    text = " · ".join(([notes] if notes else []) + extra)
+    return text[:1000] or None
 
 
 def _insert(booking: Booking) -> None:
@@ -562,12 +586,9 @@ def reschedule_booking(
         if technician_id is None and booking.technician_id in candidates:
             candidates.remove(booking.technician_id)
             candidates.insert(0, booking.technician_id)
-        chosen = None
-        for tech_id in candidates:
-            _lock_technician_day(tenant, tech_id, new_start)
-            if tech_id in _free_technicians(tenant, new_start, duration, now, tech_id):
-                chosen = tech_id
-                break
+        _lock_technician_days(tenant, candidates, new_start)
+        still_free = set(_free_technicians(tenant, new_start, duration, now, technician_id))
+        chosen = next((tech_id for tech_id in candidates if tech_id in still_free), None)
         if chosen is None:
             raise SlotTaken()
     finally:

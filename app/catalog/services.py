@@ -28,7 +28,7 @@ def get_package(package_id: uuid.UUID) -> Package:
     return package
 
 
-def _clean_prices(prices: dict) -> dict[str, tuple[int, int]]:
+def _clean_prices(prices: dict, kind: str = "package") -> dict[str, tuple[int, int]]:
     """{size: {"price_cents": int, "duration_min": int}} → validated; sizes left out are not offered."""
     errors: dict[str, str] = {}
     clean: dict[str, tuple[int, int]] = {}
@@ -47,6 +47,8 @@ def _clean_prices(prices: dict) -> dict[str, tuple[int, int]]:
             errors[f"prices.{size}"] = "The price must be between 0 and 100,000.00."
         elif not 0 <= minutes <= 1440 or minutes % 5:
             errors[f"prices.{size}"] = "The duration must be 0–1440 minutes, in steps of 5."
+        elif kind == "package" and minutes < 5:
+            errors[f"prices.{size}"] = "A package takes time: give at least 5 minutes."
         else:
             clean[size] = (cents, minutes)
     if errors:
@@ -69,7 +71,7 @@ def create_package(
         raise ValidationFailed({"name": "Give the service a name (up to 120 characters)."})
     if kind not in ("package", "addon"):
         raise ValidationFailed({"kind": "A service is a package or an add-on."})
-    clean = _clean_prices(prices)
+    clean = _clean_prices(prices, kind)
     package = Package(
         tenant_id=tenant_id,
         name=name,
@@ -107,7 +109,7 @@ def update_package(
     if position is not None:
         package.position = int(position)
     if prices is not None:
-        clean = _clean_prices(prices)
+        clean = _clean_prices(prices, package.kind)
         package.prices.clear()
         db.session.flush()
         package.prices = [

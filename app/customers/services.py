@@ -146,9 +146,15 @@ def add_vehicle(customer: Customer, data: dict) -> Vehicle:
     return vehicle
 
 
-def find_or_add_vehicle(customer: Customer, data: dict) -> Vehicle:
+def find_or_add_vehicle(customer: Customer, data: dict, *, may_update: bool = True) -> Vehicle:
+    """The customer's matching vehicle, or a new one. Only staff (``may_update``) refresh a
+    matched vehicle's details; an anonymous booking never changes what is on file."""
     clean = clean_vehicle(data)
     for v in customer.vehicles:
+        if not may_update:
+            if all(getattr(v, k) == value for k, value in clean.items()):
+                return v
+            continue
         same_plate = clean["plate"] and v.plate == clean["plate"]
         same_car = (v.make, v.model, v.size_class) == (clean["make"], clean["model"], clean["size_class"])
         if same_plate or (not clean["plate"] and same_car and (clean["make"] or clean["model"])):
@@ -159,13 +165,20 @@ def find_or_add_vehicle(customer: Customer, data: dict) -> Vehicle:
     return add_vehicle(customer, data)
 
 
-def add_address(customer: Customer, place: dict, *, access_notes: str | None = None) -> Address:
-    """``place`` is a geocoded result: line1, city, region, postal_code, lat, lng."""
+def add_address(
+    customer: Customer, place: dict, *, access_notes: str | None = None, may_update: bool = True
+) -> Address:
+    """``place`` is a geocoded result: line1, city, region, postal_code, lat, lng. Only staff
+    (``may_update``) change the notes (gate codes) of an address on file."""
+    notes = (access_notes or "")[:500] or None
     for a in customer.addresses:
         if a.line1.lower() == place["line1"].lower() and abs(a.lat - place["lat"]) < 1e-4:
-            if access_notes:
-                a.access_notes = access_notes[:500]
-            return a
+            if may_update:
+                if notes:
+                    a.access_notes = notes
+                return a
+            if not notes or a.access_notes == notes:
+                return a
     address = Address(
         tenant_id=customer.tenant_id,
         customer_id=customer.id,

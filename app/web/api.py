@@ -403,6 +403,8 @@ def explain():
 def list_bookings():
     start = _instant(request.args.get("start", _now().isoformat()), "start")
     end = _instant(request.args.get("end", (start + timedelta(days=7)).isoformat()), "end")
+    if not timedelta(0) < end - start <= timedelta(days=62):
+        raise ValidationFailed({"end": "Ask for a range of up to 62 days, ending after it starts."})
     return jsonify(bookings=[booking_json(b) for b in booking_services.list_bookings(start, end)])
 
 

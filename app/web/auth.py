@@ -218,6 +218,9 @@ def reset_password(token: str):
 def accept_invite(token: str):
     g.referrer_policy = "no-referrer"
     now = utcnow()
+    if request.method == "POST" and current_user.is_authenticated:
+        # Joining another team: end this device's current session while its business is active.
+        sign_out()
     try:
         invitation = accounts.invitation_for_token(token, now=now)
     except TokenInvalid as exc:

@@ -11,6 +11,7 @@ from flask_login import current_user
 
 from app.audit import services as audit
 from app.booking import services as booking_services
+from app.booking.models import Technician
 from app.catalog import services as catalog
 from app.customers.models import SIZE_CLASSES
 from app.errors import ValidationFailed
@@ -165,7 +166,7 @@ def _hours_from_form(form) -> dict[int, list[tuple[time, time]]]:
     return hours
 
 
-def _tech_fields(form) -> dict:
+def _tech_fields(form, current_tech: uuid.UUID | None = None) -> dict:
     name = " ".join(form.get("name", "").split())
     if not name:
         raise ValidationFailed({"name": "Enter the technician's name."})
@@ -182,8 +183,17 @@ def _tech_fields(form) -> dict:
     user_id = None
     if form.get("user_id"):
         from app.accounts.services import get_user
+        from app.errors import NotFound
 
-        user_id = get_user(uuid.UUID(form["user_id"])).id
+        try:
+            user_id = get_user(uuid.UUID(form["user_id"])).id
+        except (ValueError, NotFound):
+            raise ValidationFailed({"user_id": "Choose someone from your team."}) from None
+        linked = db.session.scalar(
+            db.select(Technician.id).where(Technician.user_id == user_id, Technician.id != current_tech)
+        )
+        if linked is not None:
+            raise ValidationFailed({"user_id": "That login already belongs to another technician."})
     return {"name": name, "color": color, "home": home, "skills": skills, "user_id": user_id}
 
 
@@ -222,7 +232,7 @@ def edit_technician(technician_id: uuid.UUID):
     errors: dict[str, str] = {}
     if request.method == "POST":
         try:
-            fields = _tech_fields(request.form)
+            fields = _tech_fields(request.form, current_tech=tech.id)
             hours = _hours_from_form(request.form)
         except ValidationFailed as exc:
             errors = exc.errors

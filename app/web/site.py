@@ -327,7 +327,7 @@ def book_review():
 # Manage my booking -----------------------------------------------------------------
 
 
-def _booking_for_token(token: str):
+def _booking_for_token(token: str, *, for_update: bool = False):
     g.referrer_policy = "no-referrer"
     try:
         tenant_id, booking_id, version = booking_tokens.read_manage_token(token)
@@ -336,7 +336,9 @@ def _booking_for_token(token: str):
     if tenant_id != g.tenant.id:
         abort(404)  # a link for another business's booking: nothing to see here
     try:
-        booking = booking_services.get_booking(booking_id)
+        # Changes lock the row: two tabs cannot both spend the last reschedule, and a customer's
+        # cancel cannot overwrite a job staff just started.
+        booking = booking_services.get_booking(booking_id, for_update=for_update)
     except FielddayError:
         abort(404)
     if booking.token_version != version:
@@ -364,7 +366,7 @@ def manage_booking(token: str):
 
 @bp.route("/b/<token>/reschedule", methods=["GET", "POST"])
 def reschedule(token: str):
-    booking = _booking_for_token(token)
+    booking = _booking_for_token(token, for_update=request.method == "POST")
     duration = booking.ends_at - booking.starts_at
     if request.method == "POST":
         try:
@@ -395,7 +397,7 @@ def reschedule(token: str):
 
 @bp.post("/b/<token>/cancel")
 def cancel(token: str):
-    booking = _booking_for_token(token)
+    booking = _booking_for_token(token, for_update=True)
     try:
         booking_services.cancel_booking(
             g.tenant, booking, actor_type="customer", now=_now(), reason=request.form.get("reason", "")[:200] or None
