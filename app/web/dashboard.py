@@ -126,7 +126,8 @@ def home():
             any(u.role == "tech" for u in team) or any(i.role == "tech" for i in invites),
             url_for("dashboard.team"),
         ),
-        ("Share your booking site", False, site_url(tenant.subdomain)),
+        # Done once a customer has booked online: that is what sharing the site is for.
+        ("Share your booking site", _has_site_booking(), site_url(tenant.subdomain)),
     ]
     from zoneinfo import ZoneInfo
 
@@ -145,6 +146,12 @@ def home():
         recent=audit.list_recent(6),
         welcome=request.args.get("welcome") == "1",
     )
+
+
+def _has_site_booking() -> bool:
+    from app.booking.models import Booking
+
+    return db.session.scalar(db.select(Booking.id).where(Booking.source == "site").limit(1)) is not None
 
 
 @bp.get("/my-day")
