@@ -61,6 +61,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from scripts.lib.bench import machine_lines  # noqa: E402
 from scripts.lib.services import Postgres, RedisServer, SeaweedS3, free_port, wait_for_port  # noqa: E402
 
 PASSWORD = "correct-horse-battery"
@@ -659,19 +660,7 @@ def psycopg_connect(pg: Postgres):
 # --------------------------------------------------------------------------- report
 
 def machine_info() -> list[str]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [
-        f"machine: nproc={os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), {cpu}",
-        f"         {platform.system()} {platform.release()}, load average {load}, Python {platform.python_version()}",
-    ]
+    return machine_lines(f", Python {platform.python_version()}")
 
 
 def ms(values: list[float], p: float) -> str:

@@ -62,6 +62,7 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from scripts.lib.bench import machine_lines  # noqa: E402
 from scripts.lib.services import Postgres  # noqa: E402
 
 PASSWORD = "correct-horse-battery"
@@ -604,19 +605,9 @@ def main(argv: list[str] | None = None) -> int:
 # --------------------------------------------------------------------------- report
 
 def machine_info(su: psycopg.Connection) -> list[str]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     pgv = su.execute("SHOW server_version").fetchone()[0]
     return [
-        f"machine: nproc={os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), {cpu}",
-        f"         {platform.system()} {platform.release()}, load average {load}",
+        *machine_lines(),
         f"software: PostgreSQL {pgv} (fsync=off, loopback TCP), Python {platform.python_version()}, "
         f"psycopg {psycopg.__version__}",
     ]
