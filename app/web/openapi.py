@@ -3,7 +3,11 @@ tests/test_api_spec.py checks every /api/v1 route is documented here."""
 
 from __future__ import annotations
 
+from app.booking.models import STATUS_LABELS
+from app.customers.models import SIZE_CLASSES
+
 ID = {"type": "string", "format": "uuid"}
+SIZE = {"enum": list(SIZE_CLASSES)}  # derived from the models, so the document cannot drift
 ERROR = {
     "type": "object",
     "required": ["error"],
@@ -79,7 +83,7 @@ SCHEMAS = {
         "properties": {
             "id": ID,
             "customer_id": ID,
-            "size_class": {"enum": ["sedan", "suv", "truck"]},
+            "size_class": SIZE,
             "year": {"type": ["integer", "null"]},
             "make": {"type": ["string", "null"]},
             "model": {"type": ["string", "null"]},
@@ -92,7 +96,7 @@ SCHEMAS = {
         "type": "object",
         "required": ["size_class"],
         "properties": {
-            "size_class": {"enum": ["sedan", "suv", "truck"]},
+            "size_class": SIZE,
             "year": {"type": "integer"},
             "make": {"type": "string"},
             "model": {"type": "string"},
@@ -105,7 +109,7 @@ SCHEMAS = {
         "properties": {
             "id": ID,
             "reference": {"type": "string"},
-            "status": {"enum": ["pending", "confirmed", "in_progress", "completed", "canceled", "no_show", "expired"]},
+            "status": {"enum": list(STATUS_LABELS)},
             "starts_at": {"type": "string", "format": "date-time"},
             "ends_at": {"type": "string", "format": "date-time"},
             "technician_id": ID,
@@ -120,7 +124,7 @@ SCHEMAS = {
         "properties": {
             "package_id": ID,
             "addon_ids": {"type": "array", "items": ID},
-            "size_class": {"enum": ["sedan", "suv", "truck"]},
+            "size_class": SIZE,
             "vehicle": {"type": "object"},
             "starts_at": {"type": "string", "format": "date-time"},
             "technician_id": ID,
@@ -162,7 +166,7 @@ QUERY_TYPES = {
     "end": {"type": "string", "format": "date-time"},
     "days": {"type": "integer", "minimum": 1, "maximum": 62},
     "duration_min": {"type": "integer", "minimum": 5, "maximum": 720},
-    "size_class": {"enum": ["sedan", "suv", "truck"]},
+    "size_class": SIZE,
     "package_id": ID,
     "technician_id": ID,
     "addon_ids": {"type": "array", "items": ID},
