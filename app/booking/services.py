@@ -27,7 +27,7 @@ from app.booking.models import (
 )
 from app.catalog.models import Package
 from app.customers import services as customers
-from app.customers.models import SIZE_CLASSES
+from app.customers.models import SIZE_CLASSES, Customer
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
 from tenants.models import Tenant
@@ -370,7 +370,7 @@ def book(
     except ValidationFailed as exc:
         errors.update(exc.errors)
     try:
-        customers.clean_customer(req.customer or {}, region=region)
+        contact = customers.clean_customer(req.customer or {}, region=region)
     except ValidationFailed as exc:
         errors.update(exc.errors)
     if not req.place or "lat" not in req.place:
@@ -395,7 +395,7 @@ def book(
             raise SlotTaken()
 
     staff = actor_type != "customer"
-    customer = _customer_for_booking(tenant, req.customer, region, may_update=staff)
+    customer = _customer_for_booking(tenant, contact, may_update=staff)
     vehicle = customers.find_or_add_vehicle(customer, req.vehicle, may_update=staff)
     address = customers.add_address(customer, req.place, access_notes=req.access_notes, may_update=staff)
     ends_at = starts_at + priced.duration
@@ -424,12 +424,12 @@ def book(
     return booking
 
 
-def _customer_for_booking(tenant: Tenant, data: dict, region: str, *, may_update: bool):
-    """The returning customer with this phone, or a new one. Two first-time bookings from the
-    same phone at once both miss the lookup; the loser of the unique index re-reads the winner.
-    An anonymous booking (``may_update`` False) never changes a customer on file: knowing a phone
-    number must not let anyone rewrite someone's e-mail, vehicle or gate code."""
-    clean = customers.clean_customer(data, region=region)
+def _customer_for_booking(tenant: Tenant, clean: dict, *, may_update: bool):
+    """The returning customer with this phone, or a new one, from already-cleaned contact
+    fields. Two first-time bookings from the same phone at once both miss the lookup; the loser
+    of the unique index re-reads the winner. An anonymous booking (``may_update`` False) never
+    changes a customer on file: knowing a phone number must not let anyone rewrite someone's
+    e-mail, vehicle or gate code."""
     if clean["phone"]:
         existing = customers.find_by_phone(clean["phone"])
         if existing is not None:
@@ -438,8 +438,11 @@ def _customer_for_booking(tenant: Tenant, data: dict, region: str, *, may_update
             return existing
     try:
         with db.session.begin_nested():
-            return customers.create_customer(tenant.id, data, region=region)
-    except (IntegrityError, ValidationFailed):
+            customer = Customer(tenant_id=tenant.id, **clean)
+            db.session.add(customer)
+            db.session.flush()
+            return customer
+    except IntegrityError:
         existing = customers.find_by_phone(clean["phone"]) if clean["phone"] else None
         if existing is None:
             raise
