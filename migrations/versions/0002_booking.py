@@ -7,6 +7,8 @@ Create Date: 2026-11-23
 
 from alembic import op
 
+# enable_rls() emits ENABLE + FORCE ROW LEVEL SECURITY and the one NULLIF policy per table;
+# tests/test_isolation_sql.py::test_t2_catalog_lint checks every tenant table has them.
 from tenants.rls import definer_function, enable_rls, grant_app
 
 revision = "0002_booking"
