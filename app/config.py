@@ -86,6 +86,17 @@ class Config:
     MAP_TILE_URL = os.environ.get("MAP_TILE_URL", "")
     MAP_TILE_ATTRIBUTION = os.environ.get("MAP_TILE_ATTRIBUTION", "© OpenStreetMap contributors")
 
+    # Stripe Connect (DESIGN §6). STRIPE_API_BASE points the official SDK at the project's own
+    # stand-in (scripts/standins/stripe_standin.py); empty means api.stripe.com. The Connect
+    # endpoint's signing secret is the one of the webhook endpoint created with connect=true.
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
+    STRIPE_CONNECT_WEBHOOK_SECRET = os.environ.get("STRIPE_CONNECT_WEBHOOK_SECRET", "")
+    STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
+    STRIPE_TIMEOUT_S = env_int("STRIPE_TIMEOUT_S", 20)
+    # Where our forms may send the browser (CSP form-action): hosted Checkout and onboarding.
+    STRIPE_FORM_ORIGINS = os.environ.get("STRIPE_FORM_ORIGINS", "https://checkout.stripe.com https://connect.stripe.com")
+
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
     RATELIMIT_HEADERS_ENABLED = True
     # If Redis is down, fall back to per-process memory limits instead of failing logins.
@@ -103,6 +114,13 @@ class Config:
 
     RQ_QUEUES = ["default", "email"]
     JOBS_SYNC = False  # run jobs inline (only for one-off scripts; tests use a real worker)
+
+    # --- Deployment and operations (issue 11; app/observability.py, /readyz) ---
+    # json in production (one object per line for Log Analytics), readable text elsewhere.
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "json" if os.environ.get("FIELDDAY_ENV") == "production" else "text")
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    # Set: traces, metrics and logs go to Application Insights. Empty: nothing is sent anywhere.
+    APPLICATIONINSIGHTS_CONNECTION_STRING = os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "")
 
 
 class ProductionConfig(Config):

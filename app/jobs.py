@@ -18,6 +18,8 @@ from typing import Any
 from flask import current_app
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from app.extensions import db, get_redis
 from tenants.context import tenant_context
@@ -113,9 +115,30 @@ def job(queue: str = "default", *, retry: Retry | None = DEFAULT_RETRY, timeout:
     return decorate
 
 
+def after_commit(fn: Callable[..., Any], *args: Any) -> None:
+    """Run ``fn(*args)`` (usually an ``.enqueue``) once the current transaction commits, and
+    never if it rolls back: a job must not run for rows that were never written."""
+    db.session.info.setdefault("after_commit", []).append((fn, args))
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session) -> None:
+    for fn, args in session.info.pop("after_commit", []):
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - the rows are committed; sweeps pick up what was not queued
+            log.exception("after-commit %s failed", getattr(fn, "__name__", fn))
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session) -> None:
+    session.info.pop("after_commit", None)
+
+
 PERIODIC: list[tuple[int, str]] = [
     # (every N seconds, "module:function") run by `flask cron`; each only enqueues jobs.
     (60, "app.booking.jobs:sweep_expired_holds"),
+    (120, "app.payments.jobs:sweep_stripe_events"),
 ]
 
 

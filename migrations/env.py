@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, pool
 
 config = context.config
 if config.config_file_name:
-    fileConfig(config.config_file_name)
+    fileConfig(config.config_file_name, disable_existing_loggers=False)  # keep the app's loggers on
 logger = logging.getLogger("alembic.env")
 
 target_metadata = current_app.extensions["migrate"].db.metadata

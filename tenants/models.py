@@ -34,8 +34,19 @@ class Tenant(db.Model):
     cancel_cutoff_hours: Mapped[int] = mapped_column(default=24)
     max_reschedules: Mapped[int] = mapped_column(default=2)
     deposits_enabled: Mapped[bool] = mapped_column(default=False)
+    deposit_kind: Mapped[str] = mapped_column(default="percent")
+    deposit_value: Mapped[int] = mapped_column(default=25)
+    stripe_account_id: Mapped[str | None]
+    stripe_charges_enabled: Mapped[bool] = mapped_column(default=False)
+    stripe_details_submitted: Mapped[bool] = mapped_column(default=False)
+    stripe_connected_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+    @property
+    def takes_card_payments(self) -> bool:
+        """Connected to Stripe with charges enabled: deposits and card balances can run."""
+        return bool(self.stripe_account_id and self.stripe_charges_enabled)
 
     def __repr__(self) -> str:
         return f"<Tenant {self.subdomain}>"

@@ -19,6 +19,7 @@ class Plan:
     sms_per_month: int
     api_requests_per_hour: int
     platform_fee_bps: int  # basis points of each charge
+    refund_platform_fee: bool = True  # a refund gives back our fee too (Stripe refund_application_fee)
 
 
 PLANS = {

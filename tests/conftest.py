@@ -29,6 +29,9 @@ from tests.helpers import Visitor  # noqa: E402
 
 PASSWORD = "correct-horse-battery"
 
+# The project's Stripe stand-in (scripts/standins/stripe_standin.py) and its fixtures.
+pytest_plugins = ["tests.fixtures_stripe"]
+
 
 @pytest.fixture(scope="session")
 def services():
@@ -84,9 +87,10 @@ def live_port():
 
 
 @pytest.fixture(scope="session")
-def app(services, smtp_server, live_port):
+def app(services, smtp_server, live_port, stripe_standin_server):
     from app import create_app
     from app.config import TestConfig
+    from tests.fixtures_stripe import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
 
     app = create_app(
         TestConfig,
@@ -100,6 +104,10 @@ def app(services, smtp_server, live_port):
             SMTP_HOST="127.0.0.1",
             SMTP_PORT=smtp_server.port,
             PUBLIC_PORT=str(live_port),
+            # The official SDK, pointed at the stand-in (never api.stripe.com).
+            STRIPE_SECRET_KEY=STRIPE_API_KEY,
+            STRIPE_API_BASE=stripe_standin_server.url,
+            STRIPE_CONNECT_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
         ),
     )
     with app.app_context():
@@ -272,6 +280,9 @@ def seed_booking(app):
         with app.app_context(), tenant_context(t.id, db.session):
             tenant = db.session.get(Tenant, t.id)
             tenant.deposits_enabled = deposits
+            if deposits:  # deposits need a connected Stripe account that can take charges
+                tenant.stripe_account_id = tenant.stripe_account_id or f"acct_seed{t.id.hex[:12]}"
+                tenant.stripe_charges_enabled = True
             tenant.lead_time_min = lead_time_min
             tenant.buffer_min = buffer_min
             full = catalog.create_package(

@@ -112,7 +112,8 @@ LINT_SQL = {
     "definer_functions": """
         SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = 'public' AND p.prosecdef
-          AND NOT (p.proname IN ('tenant_id_for_subdomain', 'login_accounts', 'tenants_with_expired_holds')
+          AND NOT (p.proname IN ('tenant_id_for_subdomain', 'login_accounts', 'tenants_with_expired_holds',
+                                  'tenant_id_for_stripe_account', 'tenants_with_unprocessed_stripe_events')
                    AND p.proowner = 'fieldday_definer'::regrole
                    AND coalesce(p.proconfig, '{}') @> ARRAY['search_path=""'])
     """,

@@ -106,6 +106,8 @@ class Booking(db.Model):
     arrival_window_min: Mapped[int] = mapped_column(default=0)
     price_cents: Mapped[int]
     currency: Mapped[str]
+    deposit_cents: Mapped[int] = mapped_column(default=0)
+    payment_status: Mapped[str] = mapped_column(default="unpaid")
     hold_expires_at: Mapped[datetime | None]
     source: Mapped[str] = mapped_column(default="site")
     reschedule_count: Mapped[int] = mapped_column(default=0)

@@ -399,7 +399,16 @@ def book(
     vehicle = customers.find_or_add_vehicle(customer, req.vehicle, may_update=staff)
     address = customers.add_address(customer, req.place, access_notes=req.access_notes, may_update=staff)
     ends_at = starts_at + priced.duration
-    status = "pending" if tenant.deposits_enabled else "confirmed"
+    # Customers booking online pay the deposit first (a pending hold); staff bookings and
+    # businesses without deposits confirm at once.
+    deposit = 0
+    if actor_type == "customer":
+        from app.payments.rules import deposit_for
+
+        deposit = deposit_for(
+            tenant, db.session.get(Package, (tenant.id, priced.items[0]["package_id"])), priced.price_cents
+        )
+    status = "pending" if deposit else "confirmed"
     booking = Booking(
         tenant_id=tenant.id,
         reference=_new_reference(),
@@ -414,6 +423,7 @@ def book(
         arrival_window_min=tenant.arrival_window_min,
         price_cents=priced.price_cents,
         currency=tenant.currency,
+        deposit_cents=deposit,
         hold_expires_at=now + timedelta(minutes=tenant.hold_min) if status == "pending" else None,
         source=req.source,
         customer_notes=_notes_with_contact(req, customer),
@@ -421,6 +431,10 @@ def book(
     booking.items = [BookingItem(tenant_id=tenant.id, **item) for item in priced.items]
     _insert(booking)
     _record(booking, None, status, actor_type, actor_id, {"source": req.source})
+    if deposit:
+        from app.payments.services import require_deposit
+
+        require_deposit(tenant, booking)
     return booking
 
 
@@ -501,6 +515,9 @@ def _record(
         )
     )
     db.session.flush()
+
+
+record_event = _record  # for other domains (payments) that add to a booking's history
 
 
 def get_booking(booking_id: uuid.UUID, *, for_update: bool = False) -> Booking:
@@ -629,6 +646,10 @@ def expire_hold(booking_id: uuid.UUID, *, now: datetime) -> bool:
     booking = get_booking(booking_id, for_update=True)
     if booking.status != "pending" or booking.hold_expires_at is None or booking.hold_expires_at > now:
         return False
+    from app.payments.services import settle_before_expiry
+
+    if settle_before_expiry(booking, now=now):
+        return False  # the customer paid in time after all: confirmed, not expired
     transition(booking, "expired", actor_type="system", detail={"reason": "hold expired"})
     return True
 

@@ -20,6 +20,9 @@ class Package(db.Model):
     description: Mapped[str | None]
     active: Mapped[bool] = mapped_column(default=True)
     position: Mapped[int] = mapped_column(default=0)
+    # None: the business's deposit rule; "none", "percent" (1–100) or "fixed" (cents) override it.
+    deposit_kind: Mapped[str | None]
+    deposit_value: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     prices: Mapped[list[PackagePrice]] = relationship(back_populates="package", cascade="all, delete-orphan")

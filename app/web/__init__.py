@@ -4,9 +4,10 @@ from __future__ import annotations
 
 
 def register_web(app) -> None:
-    from app.web import api, assets, auth, dashboard, errors, filters, health, security, site
+    from app.web import api, assets, auth, dashboard, errors, filters, health, security, site, webhooks
     from app.web import calendar as _calendar  # noqa: F401  (adds its routes to the dashboard blueprint)
     from app.web import customers as _customers  # noqa: F401
+    from app.web import payments as _payments  # noqa: F401
     from app.web import setup as _setup  # noqa: F401
 
     assets.init_app(app)
@@ -18,3 +19,4 @@ def register_web(app) -> None:
     app.register_blueprint(dashboard.bp, subdomain="app")
     app.register_blueprint(api.bp, subdomain="app", url_prefix="/api/v1")
     app.register_blueprint(site.bp, subdomain="site")
+    app.register_blueprint(webhooks.bp, subdomain="app")

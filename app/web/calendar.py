@@ -100,6 +100,9 @@ def booking_detail(booking_id: uuid.UUID):
     users = {u.id: u for u in list_users()}
     allowed = sorted(TRANSITIONS[booking.status])
     cal_date = booking.starts_at.astimezone(_tz()).date().isoformat()
+    from app.payments.models import PAYMENT_STATUS_LABELS
+    from app.web.payments import booking_payment_facts
+
     return render_template(
         "dashboard/booking.html",
         booking=booking,
@@ -108,6 +111,8 @@ def booking_detail(booking_id: uuid.UUID):
         allowed=allowed,
         labels=STATUS_LABELS,
         cal_date=cal_date,
+        money=booking_payment_facts(booking),
+        payment_labels=PAYMENT_STATUS_LABELS,
     )
 
 
@@ -115,18 +120,47 @@ def booking_detail(booking_id: uuid.UUID):
 def booking_status(booking_id: uuid.UUID):
     booking = booking_services.get_booking(booking_id, for_update=True)
     to = request.form.get("status", "")
+    message = None
     try:
         if to == "canceled":
             booking_services.cancel_booking(g.tenant, booking, actor_type="user", actor_id=current_user.id, now=_now())
         else:
+            tip = 0
+            if to == "completed" and (request.form.get("tip") or "").strip():
+                from app.payments.rules import parse_money
+
+                tip = parse_money(request.form.get("tip"), "tip", allow_zero=True)
             booking_services.transition(booking, to, actor_type="user", actor_id=current_user.id)
+            if to == "completed":
+                message = _charge_at_completion(booking, tip)
+    except ValidationFailed as exc:
+        db.session.rollback()
+        flash(next(iter(exc.errors.values()), exc.message), "error")
     except FielddayError as exc:
         db.session.rollback()
         flash(exc.message, "error")
     else:
         db.session.commit()
-        flash(f"Booking {booking.reference} is now {STATUS_LABELS[booking.status].lower()}.", "success")
+        flash(message or f"Booking {booking.reference} is now {STATUS_LABELS[booking.status].lower()}.", "success")
     return redirect(url_for("dashboard.booking_detail", booking_id=booking_id))
+
+
+def _charge_at_completion(booking, tip_cents: int) -> str | None:
+    """Completing a job charges what is left to the card saved with the deposit (DESIGN §6)."""
+    from app.catalog.services import format_money
+    from app.payments import services as payments
+    from app.payments.jobs import enqueue_balance_charge
+
+    due = payments.balance_due(booking)
+    if due == 0 and tip_cents == 0:
+        return f"Job completed. Booking {booking.reference} is paid in full."
+    if payments.saved_card(booking) is None or not g.tenant.takes_card_payments:
+        return (
+            f"Job completed. {format_money(due, booking.currency)} is still owed: "
+            "record cash or check, or send the customer a pay link."
+        )
+    enqueue_balance_charge(booking, tip_cents)
+    return f"Job completed. Charging {format_money(due + tip_cents, booking.currency)} to the card on file…"
 
 
 @bp.route("/bookings/new", methods=["GET", "POST"])

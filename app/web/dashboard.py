@@ -79,7 +79,7 @@ NAV = [
         [
             ("dashboard.customers", {}, "Customers", MANAGERS),
             ("dashboard.upcoming_page", {"page": "quotes"}, "Quotes", MANAGERS),
-            ("dashboard.upcoming_page", {"page": "payments"}, "Payments", MANAGERS),
+            ("dashboard.payments_list", {}, "Payments", MANAGERS),
             ("dashboard.upcoming_page", {"page": "messages"}, "Messages", MANAGERS),
         ],
     ),
@@ -90,7 +90,7 @@ NAV = [
             ("dashboard.technicians", {}, "Technicians", MANAGERS),
             ("dashboard.team", {}, "Team", MANAGERS),
             ("dashboard.settings", {}, "Settings", MANAGERS),
-            ("dashboard.upcoming_page", {"page": "integrations"}, "Integrations", MANAGERS),
+            ("dashboard.integrations", {}, "Integrations", MANAGERS),
             ("dashboard.plan", {}, "Plan & usage", MANAGERS),
             ("dashboard.activity", {}, "Activity", MANAGERS),
         ],

@@ -94,6 +94,9 @@ def init_app(app) -> None:
         lambda iso, tenant: local_long(datetime.fromisoformat(iso), tenant) if iso else "", "iso_local"
     )
     app.add_template_filter(local_long)
+    app.add_template_filter(
+        lambda dt, tenant: clock(dt.astimezone(ZoneInfo(tenant.time_zone))) if dt else "", "local_clock"
+    )
     app.add_template_filter(duration)
     app.add_template_filter(format_money, "money")
     app.add_template_filter(local_datetime)

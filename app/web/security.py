@@ -17,6 +17,14 @@ def init_app(app) -> None:
     tiles = urlsplit(app.config.get("MAP_TILE_URL") or "")
     tile_origin = f"{tiles.scheme}://{tiles.netloc}".replace("{s}", "*") if tiles.netloc else ""
     csp = CSP.replace("img-src 'self' data: blob:", f"img-src 'self' data: blob: {tile_origin}".rstrip())
+    # Paying a deposit and connecting Stripe post a form that redirects to Stripe's hosted pages;
+    # browsers check form-action along the redirect chain, so those origins are allowed there.
+    form_origins = app.config.get("STRIPE_FORM_ORIGINS", "").split()
+    api_base = urlsplit(app.config.get("STRIPE_API_BASE") or "")
+    if api_base.netloc:  # the local stand-in serves its hosted pages from its own origin
+        form_origins.append(f"{api_base.scheme}://{api_base.netloc}")
+    if form_origins:
+        csp = csp.replace("form-action 'self'", "form-action 'self' " + " ".join(form_origins))
 
     @app.after_request
     def add_security_headers(response):

@@ -93,6 +93,8 @@ def edit_service(package_id: uuid.UUID):
                 prices=_prices_from_form(form),
                 active=form.get("active") == "on",
             )
+            if package.kind == "package":
+                _set_package_deposit(package, form)
         except ValidationFailed as exc:
             db.session.rollback()
             errors = exc.errors
@@ -107,6 +109,18 @@ def edit_service(package_id: uuid.UUID):
         errors=errors,
         form=request.form if errors else None,
     ), (422 if errors else 200)
+
+
+def _set_package_deposit(package, form) -> None:
+    """A service's own deposit rule; empty means "use the business's rule"."""
+    from app.payments.rules import parse_rule
+
+    kind = form.get("deposit_kind", "")
+    if not kind:
+        package.deposit_kind = package.deposit_value = None
+    else:
+        package.deposit_kind, package.deposit_value = parse_rule(kind, form.get("deposit_value"), allow_none=True)
+    db.session.flush()
 
 
 @bp.post("/services/rules")

@@ -28,6 +28,7 @@ from app.customers.models import SIZE_CLASSES
 from app.errors import FielddayError, ValidationFailed
 from app.extensions import db
 from app.geo.geocoding import get_geocoder
+from app.urls import site_url
 from tenants import settings as tenant_settings
 from tenants.web import require_tenant
 
@@ -312,7 +313,13 @@ def book_review():
         schedule_hold_expiry(booking)
         session.pop(DRAFT, None)
         token = booking_tokens.make_manage_token(booking.tenant_id, booking.id, booking.token_version)
+        if booking.status == "pending":
+            return _to_deposit_checkout(booking, token)
         return redirect(url_for("site.manage_booking", token=token, new=1))
+    from app.catalog.models import Package
+    from app.payments.rules import deposit_for
+
+    package = db.session.get(Package, (g.tenant.id, priced.items[0]["package_id"]))
     return render_template(
         "site/book_review.html",
         tenant=g.tenant,
@@ -321,6 +328,152 @@ def book_review():
         starts_at=starts_at,
         sizes=SIZE_CLASSES,
         step=5,
+        deposit=deposit_for(g.tenant, package, priced.price_cents),
+    )
+
+
+# Paying: the deposit at booking, what is owed later, receipts --------------------------------------
+
+
+def _manage_url(token: str, **params) -> str:
+    return site_url(g.tenant.subdomain, url_for("site.manage_booking", token=token, **params))
+
+
+def _to_deposit_checkout(booking, token: str):
+    """Open (or reopen) the deposit's Checkout Session and send the customer there. If Stripe
+    can't be reached the hold stands and the manage page offers the button again."""
+    import stripe
+
+    from app.payments import services as payments
+
+    # Stripe swaps in the session id itself; the braces must reach it unescaped.
+    success = _manage_url(token) + "?paid={CHECKOUT_SESSION_ID}"
+    try:
+        payment = payments.open_deposit_checkout(
+            g.tenant, booking, success_url=success, cancel_url=_manage_url(token, payment="canceled")
+        )
+    except (stripe.StripeError, FielddayError) as exc:
+        db.session.rollback()
+        current_app.logger.warning("deposit checkout for %s failed: %r", booking.id, exc)
+        message = exc.message if isinstance(exc, FielddayError) else "We couldn't open the payment page just now."
+        flash(f"{message} Your time is held for you: try the button below.", "error")
+        return redirect(url_for("site.manage_booking", token=token))
+    db.session.commit()
+    return redirect(payment.checkout_url, code=303)
+
+
+@bp.post("/b/<token>/pay")
+def pay_deposit(token: str):
+    booking = _booking_for_token(token, for_update=True)
+    if booking.status != "pending":
+        return redirect(url_for("site.manage_booking", token=token))
+    return _to_deposit_checkout(booking, token)
+
+
+def _pay_booking(token: str, *, for_update: bool = False):
+    from app.payments import tokens as pay_tokens
+
+    g.referrer_policy = "no-referrer"
+    try:
+        tenant_id, booking_id = pay_tokens.read_pay_token(token)
+    except FielddayError:
+        abort(404)
+    if tenant_id != g.tenant.id:
+        abort(404)
+    try:
+        return booking_services.get_booking(booking_id, for_update=for_update)
+    except FielddayError:
+        abort(404)
+
+
+@bp.get("/pay/<token>")
+def pay_link(token: str):
+    from app.payments import services as payments
+    from app.payments import tokens as pay_tokens
+
+    booking = _pay_booking(token)
+    if request.args.get("paid"):
+        _settle_from_redirect(request.args["paid"])
+    due = payments.balance_due(booking)
+    receipt = url_for("site.receipt", token=pay_tokens.make_receipt_token(g.tenant.id, booking.id))
+    return render_template(
+        "site/pay.html",
+        tenant=g.tenant,
+        booking=booking,
+        token=token,
+        due=due,
+        paid=payments.paid_total(booking),
+        receipt_url=receipt,
+        canceled=request.args.get("payment") == "canceled",
+        can_pay=due >= 50 and g.tenant.takes_card_payments,
+    )
+
+
+@bp.post("/pay/<token>")
+def pay_balance(token: str):
+    import stripe
+
+    from app.payments import services as payments
+
+    booking = _pay_booking(token, for_update=True)
+    here = site_url(g.tenant.subdomain, url_for("site.pay_link", token=token))
+    try:
+        payment = payments.open_balance_checkout(
+            g.tenant, booking, success_url=here + "?paid={CHECKOUT_SESSION_ID}", cancel_url=here + "?payment=canceled"
+        )
+    except (stripe.StripeError, FielddayError) as exc:
+        db.session.rollback()
+        current_app.logger.warning("pay link checkout for %s failed: %r", booking.id, exc)
+        flash(
+            exc.message if isinstance(exc, FielddayError) else "We couldn't open the payment page. Try again.", "error"
+        )
+        return redirect(url_for("site.pay_link", token=token))
+    db.session.commit()
+    return redirect(payment.checkout_url, code=303)
+
+
+def _settle_from_redirect(session_id: str) -> None:
+    """Back from Checkout: don't wait for the webhook to show the result (it may be slower than
+    the customer). Same idempotent code path as the webhook job."""
+    import stripe
+
+    from app.payments import services as payments
+
+    if not session_id.startswith("cs_") or len(session_id) > 200:
+        return
+    try:
+        payments.fulfil_checkout(session_id)
+        db.session.commit()
+    except (stripe.StripeError, FielddayError) as exc:
+        db.session.rollback()
+        current_app.logger.warning("could not settle checkout %s on return: %r", session_id, exc)
+
+
+@bp.get("/r/<token>")
+def receipt(token: str):
+    from app.payments import services as payments
+    from app.payments import tokens as pay_tokens
+
+    g.referrer_policy = "no-referrer"
+    try:
+        tenant_id, booking_id = pay_tokens.read_receipt_token(token)
+    except FielddayError:
+        abort(404)
+    if tenant_id != g.tenant.id:
+        abort(404)
+    try:
+        booking = booking_services.get_booking(booking_id)
+    except FielddayError:
+        abort(404)
+    rows = [p for p in payments.payments_for(booking) if p.status == "succeeded"]
+    return render_template(
+        "site/receipt.html",
+        tenant=g.tenant,
+        booking=booking,
+        payments=rows,
+        due=payments.balance_due(booking),
+        paid=payments.paid_total(booking),
+        pay_url=url_for("site.pay_link", token=pay_tokens.make_pay_token(g.tenant.id, booking.id)),
     )
 
 
@@ -348,7 +501,24 @@ def _booking_for_token(token: str, *, for_update: bool = False):
 
 @bp.get("/b/<token>")
 def manage_booking(token: str):
+    from app.payments import services as payments
+    from app.payments import tokens as pay_tokens
+
     booking = _booking_for_token(token)
+    if request.args.get("paid"):
+        _settle_from_redirect(request.args["paid"])  # commits; the booking reloads below
+    deposit = payments.deposit_payment(booking)
+    due = payments.balance_due(booking)
+    money = {
+        "deposit": deposit,
+        "due": due,
+        "paid": payments.paid_total(booking),
+        "canceled_checkout": request.args.get("payment") == "canceled" and booking.status == "pending",
+        "just_paid": bool(request.args.get("paid")) and deposit is not None and deposit.status == "succeeded",
+        "receipt_url": url_for("site.receipt", token=pay_tokens.make_receipt_token(g.tenant.id, booking.id)),
+        "pay_url": url_for("site.pay_link", token=pay_tokens.make_pay_token(g.tenant.id, booking.id)),
+        "owes_now": booking.payment_status in ("action_required", "failed") and due > 0,
+    }
     now = _now()
     cutoff = booking.starts_at - timedelta(hours=g.tenant.cancel_cutoff_hours)
     can_change = booking.status in ("pending", "confirmed") and now <= cutoff
@@ -361,6 +531,7 @@ def manage_booking(token: str):
         can_change=can_change,
         can_reschedule=can_change and booking.reschedule_count < g.tenant.max_reschedules,
         cutoff=cutoff,
+        money=money,
     )
 
 

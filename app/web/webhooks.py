@@ -1,0 +1,61 @@
+"""Inbound webhooks on ``app.<base>``. No session, no CSRF token: each provider proves itself
+with a signature over the raw body, and the work happens in a job (RELIABILITY §3)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import text
+
+from app.extensions import csrf, db, limiter
+from app.payments import services as payments
+from tenants.context import tenant_context
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("webhooks", __name__)
+
+
+@bp.post("/webhooks/stripe/connect")
+@csrf.exempt
+@limiter.exempt
+def stripe_connect():
+    """Stripe's Connect endpoint: events of the businesses' own accounts. Verify, map the
+    account to its business through the narrow lookup, record the event once, answer 2xx fast."""
+    payload = request.get_data(cache=False)
+    try:
+        event = payments.verify_event(
+            payload, request.headers.get("Stripe-Signature"), current_app.config["STRIPE_CONNECT_WEBHOOK_SECRET"]
+        )
+    except payments.BadEvent as exc:
+        log.warning("stripe webhook refused: %s", exc)
+        return jsonify(error={"code": "bad_signature", "message": "Signature check failed."}), 400
+    if not payments.event_matches_mode(event):
+        log.warning("stripe event %s has livemode=%s, not ours; ignored", event.id, event.livemode)
+        return jsonify(received=True, ignored="livemode")
+    account = getattr(event, "account", None)
+    if not account:
+        log.info("stripe event %s (%s) is not from a connected account; ignored", event.id, event.type)
+        return jsonify(received=True, ignored="no account")
+    tenant_id = db.session.execute(text("SELECT public.tenant_id_for_stripe_account(:a)"), {"a": account}).scalar()
+    db.session.rollback()
+    if tenant_id is None:
+        log.warning("stripe event %s from unknown account %s; ignored", event.id, account)
+        return jsonify(received=True, ignored="unknown account")
+    body = json.loads(payload)
+    if payments.event_names_other_tenant(body, tenant_id):
+        log.warning("stripe event %s from %s names another business's booking; ignored", event.id, account)
+        return jsonify(received=True, ignored="metadata")
+    if event.type not in payments.HANDLED:
+        return jsonify(received=True, ignored="type")
+    with tenant_context(tenant_id, db.session):
+        new = payments.record_event(tenant_id, event, body)
+        if new:
+            from app.jobs import after_commit
+            from app.payments.jobs import process_stripe_event
+
+            after_commit(process_stripe_event.enqueue, tenant_id, event.id)
+        db.session.commit()
+    return jsonify(received=True, duplicate=not new)
