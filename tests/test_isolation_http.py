@@ -41,7 +41,12 @@ def _b_ids(app, b, seed_booking) -> dict[str, uuid.UUID]:
         from app.booking.models import Booking
 
         booking = db.session.get(Booking, (b.id, booking_id))
+        from app.payments import services as payments
+
+        cash = payments.record_manual(booking, method="cash", amount_cents=2000)
+        db.session.commit()
         return {
+            "payment_id": cash.id,
             "user_id": b.people["tech0"].id,
             "invitation_id": invitation.id,
             "package_id": f.wash,
@@ -65,7 +70,11 @@ def _b_snapshot(app, b):
         )
         invites = sorted((i.id, i.revoked_at) for i in db.session.scalars(db.select(Invitation)))
         bookings = sorted((x.id, x.status, x.starts_at) for x in db.session.scalars(db.select(Booking)))
-        return users, invites, bookings
+        from app.payments.models import Payment, Refund
+
+        money = sorted((p.id, p.status, p.amount_cents, p.refunded_cents) for p in db.session.scalars(db.select(Payment)))
+        refunds = db.session.scalar(db.select(db.func.count()).select_from(Refund))
+        return users, invites, bookings, money, refunds
 
 
 def test_h1_route_sweep_with_another_tenants_ids(app, two_tenants, visitor, seed_booking):
