@@ -19,7 +19,9 @@ def _day(offset: int = 3) -> str:
     return (datetime.now(ZoneInfo("America/New_York")) + timedelta(days=offset)).date().isoformat()
 
 
-def book_as_customer(page, live, host: str, *, name: str, phone: str, day: str, slot_index: int = 0, shots=None):
+def book_as_customer(
+    page, live, host: str, *, name: str, phone: str, day: str, slot_index: int = 0, shots=None, email: str = ""
+):
     """Walk the booking flow up to the review page; returns the chosen time's label."""
     page.goto(live.url(host, "/"))
     page.get_by_test_id("book-package").first.click()
@@ -44,6 +46,8 @@ def book_as_customer(page, live, host: str, *, name: str, phone: str, day: str, 
     slot.click()
     page.get_by_test_id("field-name").fill(name)
     page.get_by_test_id("field-phone").fill(phone)
+    if email:
+        page.get_by_test_id("field-email").fill(email)
     page.get_by_test_id("book-next").click()
     if shots:
         screenshot(page, f"{shots}-5-review")
