@@ -72,7 +72,9 @@ def _b_snapshot(app, b):
         bookings = sorted((x.id, x.status, x.starts_at) for x in db.session.scalars(db.select(Booking)))
         from app.payments.models import Payment, Refund
 
-        money = sorted((p.id, p.status, p.amount_cents, p.refunded_cents) for p in db.session.scalars(db.select(Payment)))
+        money = sorted(
+            (p.id, p.status, p.amount_cents, p.refunded_cents) for p in db.session.scalars(db.select(Payment))
+        )
         refunds = db.session.scalar(db.select(db.func.count()).select_from(Refund))
         return users, invites, bookings, money, refunds
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import stripe
 
-from tests.fixtures_stripe import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
+from tests.fixtures_stripe import STRIPE_API_KEY
 from tests.helpers import csrf_from
 
 AUTH_CARD = "4000002500003155"  # pays on-session, needs authentication off-session
