@@ -56,7 +56,7 @@ def demo():
 def demo_load():
     """Create the acme and bravo demo businesses (skips ones that exist)."""
     from app.accounts import services as accounts
-    from app.demo import load_business
+    from app.demo import connect_stripe_standin, load_business, load_payments
     from tenants.lookup import tenant_id_for_subdomain
     from tenants.provisioning import provision_tenant
 
@@ -86,8 +86,15 @@ def demo_load():
             ]
             tenant.lead_time_min = 60
             load_business(tenant, users, seed=len(spec["subdomain"]))
+            load_payments(tenant, seed=len(spec["subdomain"]))
+            stripe_note = ""
+            try:
+                if connect_stripe_standin(tenant):
+                    stripe_note = f", Stripe stand-in account {tenant.stripe_account_id} (deposits on)"
+            except Exception as exc:  # noqa: BLE001 - the demo works without card payments
+                stripe_note = f" (Stripe stand-in not reachable: {exc}; deposits off)"
         db.session.commit()
-        click.echo(f"  {spec['subdomain']}: created")
+        click.echo(f"  {spec['subdomain']}: created{stripe_note}")
 
 
 @demo.command("logins")

@@ -130,3 +130,51 @@ def load_business(tenant, users: list, *, seed: int) -> None:
                 booking.transition(b, "in_progress", actor_type="system")
                 booking.transition(b, "completed", actor_type="system")
             made += 1
+
+
+def load_payments(tenant, *, seed: int) -> int:
+    """Jobs done earlier in the week were paid on site: cash or check, some with a tip."""
+    from app.booking.models import Booking
+    from app.payments import services as payments
+
+    rng = random.Random(seed)
+    done = db.session.scalars(db.select(Booking).where(Booking.status == "completed").order_by(Booking.starts_at))
+    made = 0
+    for b in done:
+        method = "cash" if rng.random() < 0.6 else "check"
+        tip = rng.choice([0, 0, 1000, 1500, 2000])
+        payments.record_manual(
+            b,
+            method=method,
+            amount_cents=payments.balance_due(b),
+            tip_cents=tip,
+            note=f"Check #{rng.randint(1000, 1999)}" if method == "check" else None,
+        )
+        made += 1
+    return made
+
+
+def connect_stripe_standin(tenant) -> str | None:
+    """Offline demo only: connect the business to the local Stripe stand-in and finish its
+    onboarding there, so the booking site takes deposits at once. With real Stripe keys the
+    owner connects from Integrations instead (Account Links cannot be completed by a script)."""
+    import json
+    import urllib.request
+
+    from flask import current_app
+
+    from app.payments import services as payments
+
+    base = current_app.config.get("STRIPE_API_BASE")
+    if not base or not current_app.config.get("STRIPE_SECRET_KEY"):
+        return None
+    payments.start_onboarding(
+        tenant, request_key="demo", refresh_url="http://localhost/", return_url="http://localhost/"
+    )
+    request = urllib.request.Request(f"{base}/_standin/accounts/{tenant.stripe_account_id}/complete", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback stand-in
+        json.load(response)
+    payments.refresh_account(tenant)
+    tenant.deposits_enabled = True
+    tenant.deposit_kind, tenant.deposit_value = "percent", 25
+    return tenant.stripe_account_id

@@ -34,6 +34,20 @@ JSON
     -master.telemetry=false -iam=false -volume.max=5 > var/log/s3.log 2>&1 &
 fi
 
+# Stripe: without real keys the demo uses the project's local stand-in (hosted checkout and
+# onboarding pages, signed webhooks to this app), so the booking site's deposit step works offline.
+if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
+  STRIPE_PORT="${STRIPE_PORT:-12111}"
+  export STRIPE_SECRET_KEY=sk_test_standin STRIPE_CONNECT_WEBHOOK_SECRET=whsec_standin
+  export STRIPE_API_BASE="http://127.0.0.1:$STRIPE_PORT"
+  if ! (echo > "/dev/tcp/127.0.0.1/$STRIPE_PORT") 2>/dev/null; then
+    nohup python -m scripts.standins.stripe_standin --port "$STRIPE_PORT" --api-key sk_test_standin \
+      --secret whsec_standin --webhook-url "http://127.0.0.1:$PORT/webhooks/stripe/connect" \
+      --webhook-host "app.localhost:$PORT" --state "$PWD/var/stripe-standin.json" > var/log/stripe.log 2>&1 &
+    for _ in $(seq 1 30); do (echo > "/dev/tcp/127.0.0.1/$STRIPE_PORT") 2>/dev/null && break; sleep 0.2; done
+  fi
+fi
+
 export FIELDDAY_ENV=development FLASK_APP=wsgi.py PUBLIC_PORT="$PORT"
 export DATABASE_URL="postgresql+psycopg://fieldday_app:fieldday_app@127.0.0.1:$PGPORT/fieldday"
 export DATABASE_OWNER_URL="postgresql+psycopg://fieldday_owner:fieldday_owner@127.0.0.1:$PGPORT/fieldday"
@@ -52,6 +66,7 @@ trap 'kill $WORKER $CRON 2>/dev/null || true' EXIT
 
 echo
 echo "Fieldday is running (Ctrl-C to stop). Worker log: var/log/worker.log"
+[ -n "${STRIPE_API_BASE:-}" ] && echo "Stripe: local stand-in at $STRIPE_API_BASE (test cards: 4242 4242 4242 4242; 4000 0025 0000 3155 asks for authentication later)"
 flask demo logins
 echo
 exec gunicorn --bind "0.0.0.0:$PORT" --workers 2 --threads 4 --access-logfile - wsgi:app

@@ -71,6 +71,7 @@ def _id(obj) -> str | None:
 def start_onboarding(tenant: Tenant, *, request_key: str, refresh_url: str, return_url: str) -> str:
     """Create the business's Standard account once, then mint a fresh Account Link (single-use,
     short-lived). The tenant row is locked so a double click creates one account."""
+    db.session.flush()
     db.session.refresh(tenant, with_for_update=True)
     if not tenant.stripe_account_id:
         account = client().v1.accounts.create(

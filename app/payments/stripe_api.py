@@ -7,10 +7,15 @@ goes through :func:`on_account`, so the ``Stripe-Account`` header is never forgo
 
 from __future__ import annotations
 
+import logging
+
 import stripe
 from flask import current_app
 
 from app.payments.errors import PaymentsUnavailable
+
+# The SDK logs every request at INFO; our own log lines say what matters (never link URLs).
+logging.getLogger("stripe").setLevel(logging.WARNING)
 
 
 def client() -> stripe.StripeClient:
