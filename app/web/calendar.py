@@ -159,6 +159,9 @@ def _charge_at_completion(booking, tip_cents: int) -> str | None:
             f"Job completed. {format_money(due, booking.currency)} is still owed: "
             "record cash or check, or send the customer a pay link."
         )
+    if due + tip_cents < 50:  # Stripe's minimum charge
+        owed = format_money(due, booking.currency)
+        return f"Job completed. {owed} is owed: too little to charge to a card, so record it as cash."
     enqueue_balance_charge(booking, tip_cents)
     return f"Job completed. Charging {format_money(due + tip_cents, booking.currency)} to the card on file…"
 

@@ -219,12 +219,22 @@ def booking_payment_facts(booking: Booking) -> dict:
     """What the booking page shows about money."""
     rows = payments.payments_for(booking)
     card = payments.saved_card(booking)
+    due = payments.balance_due(booking, rows)
+    card_attempts = [p for p in rows if p.kind == "balance" and p.method == "card" and not p.checkout_url]
+    # Completing queued a charge on the saved card that hasn't reported back yet.
+    charging = (
+        booking.status == "completed"
+        and due >= rules.STRIPE_MIN_CENTS
+        and card is not None
+        and g.tenant.takes_card_payments
+        and (not card_attempts or card_attempts[-1].status == "pending")
+    )
     return {
         "payments": rows,
-        "due": payments.balance_due(booking, rows),
+        "due": due,
         "paid": payments.paid_total(booking, rows),
         "card": card,
-        "charging": any(p.status == "pending" and p.kind == "balance" and not p.checkout_url for p in rows),
+        "charging": charging,
         "request_key": uuid.uuid4().hex,
     }
 

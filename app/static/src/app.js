@@ -73,3 +73,18 @@ document.addEventListener("DOMContentLoaded", () => {
     card.hidden = false;
   }
 });
+
+// Work in progress on the server (e.g. charging a card): reload until it is done, a few times at most.
+document.addEventListener("DOMContentLoaded", () => {
+  const el = document.querySelector("[data-refresh-after]");
+  if (!el) return;
+  const tries = Number(sessionStorage.getItem("fd-refresh-tries") || 0);
+  if (tries >= 10) return;
+  setTimeout(() => {
+    sessionStorage.setItem("fd-refresh-tries", String(tries + 1));
+    window.location.reload();
+  }, Number(el.dataset.refreshAfter) * 1000);
+});
+window.addEventListener("pageshow", () => {
+  if (!document.querySelector("[data-refresh-after]")) sessionStorage.removeItem("fd-refresh-tries");
+});
