@@ -69,4 +69,4 @@ echo "Fieldday is running (Ctrl-C to stop). Worker log: var/log/worker.log"
 [ -n "${STRIPE_API_BASE:-}" ] && echo "Stripe: local stand-in at $STRIPE_API_BASE (test cards: 4242 4242 4242 4242; 4000 0025 0000 3155 asks for authentication later)"
 flask demo logins
 echo
-exec gunicorn --bind "0.0.0.0:$PORT" --workers 2 --threads 4 --access-logfile - wsgi:app
+exec gunicorn --bind "0.0.0.0:$PORT" --workers 2 --threads 4 wsgi:app  # the app logs each request itself, with tokens redacted

@@ -157,6 +157,8 @@ def upgrade():
         statements += enable_rls(table)
         statements.append(grant_app(table, "SELECT, INSERT, UPDATE"))
     statements.append("GRANT SELECT ON stripe_events TO fieldday_definer")
+    # /readyz (connected as the app role) compares the schema's revision with the code's.
+    statements.append("GRANT SELECT ON alembic_version TO fieldday_app")
     # Webhooks arrive with a Stripe account id and nothing else: this is their one way in.
     statements += definer_function(
         "public.tenant_id_for_stripe_account(text)",
