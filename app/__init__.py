@@ -71,6 +71,9 @@ def create_app(config: type[Config] | None = None, overrides: dict | None = None
     register_web(app)
     jobs.init_app(app)
     cli.init_app(app)
+    from app import observability
+
+    observability.init_app(app)
     return app
 
 

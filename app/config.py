@@ -95,7 +95,9 @@ class Config:
     STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
     STRIPE_TIMEOUT_S = env_int("STRIPE_TIMEOUT_S", 20)
     # Where our forms may send the browser (CSP form-action): hosted Checkout and onboarding.
-    STRIPE_FORM_ORIGINS = os.environ.get("STRIPE_FORM_ORIGINS", "https://checkout.stripe.com https://connect.stripe.com")
+    STRIPE_FORM_ORIGINS = os.environ.get(
+        "STRIPE_FORM_ORIGINS", "https://checkout.stripe.com https://connect.stripe.com"
+    )
 
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
     RATELIMIT_HEADERS_ENABLED = True
