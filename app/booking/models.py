@@ -113,6 +113,11 @@ class Booking(db.Model):
     reschedule_count: Mapped[int] = mapped_column(default=0)
     token_version: Mapped[int] = mapped_column(default=1)
     customer_notes: Mapped[str | None]
+    on_way_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    eta_at: Mapped[datetime | None]
+    route_position: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

@@ -8,7 +8,9 @@ def register_web(app) -> None:
     from app.web import calendar as _calendar  # noqa: F401  (adds its routes to the dashboard blueprint)
     from app.web import customers as _customers  # noqa: F401
     from app.web import payments as _payments  # noqa: F401
+    from app.web import routes as _routes  # noqa: F401
     from app.web import setup as _setup  # noqa: F401
+    from app.web import tech as _tech  # noqa: F401  (the technician's day: dashboard.my_day)
 
     assets.init_app(app)
     filters.init_app(app)

@@ -71,7 +71,7 @@ NAV = [
             ("dashboard.home", {}, "Home", MANAGERS),
             ("dashboard.my_day", {}, "My day", ("tech",)),
             ("dashboard.calendar", {}, "Calendar", MANAGERS),
-            ("dashboard.upcoming_page", {"page": "routes"}, "Routes", MANAGERS),
+            ("dashboard.routes", {}, "Routes", MANAGERS),
         ],
     ),
     (
@@ -152,12 +152,6 @@ def _has_site_booking() -> bool:
     from app.booking.models import Booking
 
     return db.session.scalar(db.select(Booking.id).where(Booking.source == "site").limit(1)) is not None
-
-
-@bp.get("/my-day")
-@roles(*EVERYONE)
-def my_day():
-    return render_template("dashboard/my_day.html")
 
 
 @bp.get("/soon/<any(calendar, routes, customers, quotes, payments, messages, services, integrations):page>")
