@@ -744,3 +744,19 @@ def test_s7_onboarding_links_refresh_behind_the_login_and_return_reads_the_accou
     # Techs can't connect or disconnect.
     r = owner.post("/integrations/stripe/disconnect", {"csrf_token": csrf_from(page)}, follow_redirects=True)
     assert 'data-testid="stripe-status">Not connected' in r.get_data(as_text=True)
+
+
+def test_canceling_a_pending_booking_closes_its_checkout(app, make_tenant, seed_booking, visitor, stripe_fake):
+    t = make_tenant()
+    f = seed_booking(t)
+    connect(app, t, stripe_fake)
+    site, _ = book_online(visitor, t, f)
+    (booking,) = bookings(app, t)
+    session = session_of(stripe_fake, booking["id"])
+    manage = "/" + session["cancel_url"].split("/", 3)[3].split("?")[0]
+    page = site.get(manage).get_data(as_text=True)
+    r = site.post(manage + "/cancel", {"csrf_token": csrf_from(page)})
+    assert r.status_code == 302
+    assert bookings(app, t)[0]["status"] == "canceled"
+    assert session_of(stripe_fake, booking["id"])["status"] == "expired"
+    assert payments_of(app, t)[0]["status"] == "canceled"

@@ -457,6 +457,24 @@ def settle_before_expiry(booking: Booking, *, now: datetime) -> bool:
     return False
 
 
+def close_open_checkout(booking: Booking) -> None:
+    """A pending booking was canceled: expire its deposit's Checkout Session so it can't be paid.
+    Best effort; a payment that still arrives is refunded by the late-payment path."""
+    payment = deposit_payment(booking)
+    if payment is None or payment.status != "pending" or not payment.stripe_checkout_session_id:
+        return
+    try:
+        client().v1.checkout.sessions.expire(
+            payment.stripe_checkout_session_id,
+            options=on_account(payment.stripe_account_id, f"expire:{payment.stripe_checkout_session_id}"),
+        )
+    except stripe.StripeError as exc:
+        log.warning("could not expire checkout %s of canceled booking: %r", payment.stripe_checkout_session_id, exc)
+        return
+    payment.status = "canceled"
+    db.session.flush()
+
+
 # Balance at completion ----------------------------------------------------------------------
 
 
