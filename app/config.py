@@ -99,6 +99,13 @@ class Config:
         "STRIPE_FORM_ORIGINS", "https://checkout.stripe.com https://connect.stripe.com"
     )
 
+    # Routing (DESIGN §8, §10): travel times from straight lines (default), an OSRM server or
+    # Mapbox's Matrix API; the solver's time limit per day plan.
+    ROUTING_PROVIDER = os.environ.get("ROUTING_PROVIDER", "haversine")
+    ROUTING_OSRM_URL = os.environ.get("ROUTING_OSRM_URL", "")
+    MAPBOX_TOKEN = os.environ.get("MAPBOX_TOKEN", "")
+    ROUTING_TIME_LIMIT_S = env_int("ROUTING_TIME_LIMIT_S", 5)
+
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
     RATELIMIT_HEADERS_ENABLED = True
     # If Redis is down, fall back to per-process memory limits instead of failing logins.

@@ -105,9 +105,9 @@ def load_business(tenant, users: list, *, seed: int) -> None:
         day = today + timedelta(days=day_offset)
         if day.weekday() == 6:
             continue
-        for hour in (9, 12, 14):
+        for hour, minute in ((9, 0), (10, 30), (12, 0), (13, 30), (15, 0)):
             name, phone, street, (size, year, make, model, color) = CUSTOMERS[(made * 5 + seed) % len(CUSTOMERS)]
-            starts = datetime.combine(day, time(hour), tzinfo=tz).astimezone(UTC)
+            starts = datetime.combine(day, time(hour, minute), tzinfo=tz).astimezone(UTC)
             package = packages[rng.randrange(len(packages))]
             addons = [ids["Pet hair removal"]] if rng.random() < 0.25 else []
             req = booking.BookingRequest(

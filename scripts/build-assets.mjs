@@ -18,8 +18,16 @@ const sources = {
   "pin-map.js": "app/static/src/pin-map.js",
   "calendar.js": "app/static/src/calendar.js",
   "dashboard.css": "app/static/src/dashboard.css",
+  "routes.js": "app/static/src/routes.js",
+  "sortable.min.js": "node_modules/sortablejs/Sortable.min.js",
   "event-calendar.min.js": "node_modules/@event-calendar/build/dist/event-calendar.min.js",
   "event-calendar.min.css": "node_modules/@event-calendar/build/dist/event-calendar.min.css",
+  "tech.js": "app/static/src/tech.js",
+  "tech.css": "app/static/src/tech.css",
+  "icon.svg": "app/static/src/icon.svg",
+  "icon-192.png": "app/static/src/icon-192.png",
+  "icon-512.png": "app/static/src/icon-512.png",
+  "icon-maskable-512.png": "app/static/src/icon-maskable-512.png",
 };
 
 rmSync(out, { recursive: true, force: true });

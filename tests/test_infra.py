@@ -39,6 +39,10 @@ DEFAULT_IS_RIGHT = {
     "STRIPE_MAX_NETWORK_RETRIES": "SDK default 2",
     "STRIPE_TIMEOUT_S": "20 s default",
     "STRIPE_FORM_ORIGINS": "Stripe's hosted pages",
+    "ROUTING_PROVIDER": "haversine until a road-matrix service is deployed (docs/routes.md)",
+    "ROUTING_OSRM_URL": "only with ROUTING_PROVIDER=osrm",
+    "MAPBOX_TOKEN": "only with ROUTING_PROVIDER=mapbox (then a Key Vault secret)",
+    "ROUTING_TIME_LIMIT_S": "5 s per day plan",
     "DATABASE_OWNER_URL": "migration job only (checked separately)",
 }
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|_KEY($|_)|DATABASE_.*URL|REDIS_URL|CONNECTION_STRING")

@@ -44,8 +44,20 @@ def _b_ids(app, b, seed_booking) -> dict[str, uuid.UUID]:
         from app.payments import services as payments
 
         cash = payments.record_manual(booking, method="cash", amount_cents=2000)
+        from app.dispatch.models import RoutePlan
+
+        plan = RoutePlan(tenant_id=b.id, day=booking.starts_at.date(), status="ready", proposed={"routes": []})
+        db.session.add(plan)
+        from app.media.models import BookingPhoto
+
+        photo = BookingPhoto(
+            tenant_id=b.id, booking_id=booking_id, kind="after", key=f"tenants/{b.id}/h1.png", content_type="image/png"
+        )
+        db.session.add(photo)
         db.session.commit()
         return {
+            "photo_id": photo.id,
+            "plan_id": plan.id,
             "payment_id": cash.id,
             "user_id": b.people["tech0"].id,
             "invitation_id": invitation.id,

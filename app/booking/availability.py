@@ -9,7 +9,7 @@ into one UTC instant; durations and overlaps are computed in UTC (DESIGN §4).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -30,12 +30,18 @@ class Rules:
         return ZoneInfo(self.time_zone)
 
 
+Point = tuple[float, float]  # (lat, lng)
+# Drive time in seconds between two points (a travel provider's matrix, looked up).
+Drive = Callable[[Point, Point], int]
+
+
 @dataclass(frozen=True)
 class Busy:
     start: datetime  # UTC, inclusive
-    end: datetime  # UTC, exclusive
+    end: datetime  # UTC, exclusive (a booking's end includes its buffer)
     kind: str  # "booking", "day_off", "manual", "google"
     label: str = ""
+    point: Point | None = None  # where a booking is: route-aware slots drive from and to it
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class Technician:
     hours: dict[int, list[tuple[time, time]]]
     busy: Sequence[Busy] = field(default_factory=tuple)
     position: int = 0
+    home: Point | None = None  # where the day starts when there is no earlier job
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class Candidate:
     local: datetime  # in the tenant's zone
     offered: bool
     reason: str
+    added_drive_s: int | None = None  # route-aware: extra driving this job adds to the day
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class Slot:
     start: datetime  # UTC
     local: datetime
     technician_ids: tuple[uuid.UUID, ...]  # free technicians, best choice first
+    added_drive_s: tuple[int | None, ...] = ()  # aligned with technician_ids
 
 
 def to_utc(day: date, wall: time, tz: ZoneInfo) -> datetime:
@@ -74,8 +83,20 @@ def _overlap(a_start: datetime, a_end: datetime, b: Busy) -> bool:
     return a_start < b.end and b.start < a_end
 
 
-def candidates(day: date, tech: Technician, rules: Rules, duration: timedelta, *, now: datetime) -> list[Candidate]:
-    """Every candidate start on ``day`` for ``tech``, offered or not, with the reason."""
+def candidates(
+    day: date,
+    tech: Technician,
+    rules: Rules,
+    duration: timedelta,
+    *,
+    now: datetime,
+    place: Point | None = None,
+    drive: Drive | None = None,
+) -> list[Candidate]:
+    """Every candidate start on ``day`` for ``tech``, offered or not, with the reason. With a
+    ``place`` and a ``drive`` function the check is route-aware: the technician must be able to
+    drive there from the job before (or from home at the start of the shift) and on to the job
+    after, and each offered time carries the drive minutes it adds to the day (DESIGN §5, §8)."""
     tz = rules.tz
     out: list[Candidate] = []
     intervals = tech.hours.get(day.weekday(), [])
@@ -87,8 +108,10 @@ def candidates(day: date, tech: Technician, rules: Rules, duration: timedelta, *
     busy = [b for b in tech.busy if b.end > day_start and b.start < reach]
     noon = to_utc(day, time(12), tz)
     day_off = next((b for b in busy if b.kind == "day_off" and b.start <= noon < b.end), None)
+    jobs = sorted((b for b in busy if b.kind == "booking"), key=lambda b: b.start)
     seen: set[datetime] = set()
     for start_local, end_local in intervals:
+        work_start = to_utc(day, start_local, tz)
         work_end = to_utc(day, end_local, tz)
         wall = datetime.combine(day, start_local)
         end_wall = datetime.combine(day, end_local)
@@ -116,8 +139,46 @@ def candidates(day: date, tech: Technician, rules: Rules, duration: timedelta, *
                     reason, ok = _clash_reason(clash, rules), False
                 else:
                     reason, ok = "Offered", True
-            out.append(Candidate(tech.id, start, local, ok, reason))
+            added = None
+            if ok and place is not None and drive is not None:
+                added, why = _insertion(tech, jobs, place, drive, start, end + rules.buffer, work_start, tz)
+                if added is None:
+                    reason, ok = why, False
+                else:
+                    reason = f"Offered: adds {round(added / 60)} min of driving"
+            out.append(Candidate(tech.id, start, local, ok, reason, added))
     return out
+
+
+def _insertion(
+    tech: Technician,
+    jobs: list[Busy],
+    place: Point,
+    drive: Drive,
+    start: datetime,
+    end: datetime,
+    work_start: datetime,
+    tz: ZoneInfo,
+) -> tuple[int | None, str]:
+    """Can the technician reach ``place`` by ``start`` and the next job after ``end``? Returns
+    the added drive seconds (or None and the reason)."""
+    before = next((b for b in reversed(jobs) if b.end <= start), None)
+    after = next((b for b in jobs if b.start >= end), None)
+    origin = before.point if before is not None else tech.home
+    ready = before.end if before is not None else work_start
+    to_here = drive(origin, place) if origin is not None else 0
+    if ready + timedelta(seconds=to_here) > start:
+        where = f"the {clock_label(before.start, tz)} job" if before is not None else "home at the start of the day"
+        return None, f"Can't get there in time from {where} ({round(to_here / 60)} min drive)"
+    onward = drive(place, after.point) if after is not None and after.point is not None else 0
+    if after is not None and end + timedelta(seconds=onward) > after.start:
+        return None, f"Wouldn't reach the {clock_label(after.start, tz)} job after ({round(onward / 60)} min drive)"
+    skipped = drive(origin, after.point) if origin is not None and after is not None and after.point else 0
+    return max(0, to_here + onward - skipped), "Offered"
+
+
+def clock_label(instant: datetime, tz: ZoneInfo) -> str:
+    return instant.astimezone(tz).strftime("%-I:%M %p").replace("AM", "am").replace("PM", "pm")
 
 
 def _clash_reason(b: Busy, rules: Rules) -> str:
@@ -140,26 +201,32 @@ def _fmt(delta: timedelta) -> str:
 
 
 def day_slots(
-    day: date, techs: Iterable[Technician], rules: Rules, duration: timedelta, *, now: datetime
+    day: date,
+    techs: Iterable[Technician],
+    rules: Rules,
+    duration: timedelta,
+    *,
+    now: datetime,
+    place: Point | None = None,
+    drive: Drive | None = None,
 ) -> list[Slot]:
-    """Start times on ``day`` that at least one technician can take, with who is free,
-    least-loaded first."""
-    by_start: dict[datetime, list[Technician]] = {}
+    """Start times on ``day`` that at least one technician can take, with who is free: the one
+    whose day it costs the fewest added drive minutes first (route-aware), then the least loaded."""
+    by_start: dict[datetime, list[tuple[Technician, int | None]]] = {}
     techs = list(techs)
     for tech in techs:
-        for c in candidates(day, tech, rules, duration, now=now):
+        for c in candidates(day, tech, rules, duration, now=now, place=place, drive=drive):
             if c.offered:
-                by_start.setdefault(c.start, []).append(tech)
+                by_start.setdefault(c.start, []).append((tech, c.added_drive_s))
     tz = rules.tz
     load = {t.id: _booked_minutes(t, day, tz) for t in techs}
-    return [
-        Slot(
-            start,
-            start.astimezone(tz),
-            tuple(t.id for t in sorted(free, key=lambda t: (load[t.id], t.position, str(t.id)))),
+    slots = []
+    for start, free in sorted(by_start.items()):
+        ranked = sorted(free, key=lambda f: (f[1] or 0, load[f[0].id], f[0].position, str(f[0].id)))
+        slots.append(
+            Slot(start, start.astimezone(tz), tuple(t.id for t, _ in ranked), tuple(added for _, added in ranked))
         )
-        for start, free in sorted(by_start.items())
-    ]
+    return slots
 
 
 def _booked_minutes(tech: Technician, day: date, tz: ZoneInfo) -> float:

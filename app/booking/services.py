@@ -170,15 +170,19 @@ def _engine_technicians(
     ids = [t.id for t in techs]
     window = Range(start, end, "[)")
     busy: dict[uuid.UUID, list[av.Busy]] = {i: [] for i in ids}
+    from app.customers.models import Address
+
     rows = db.session.execute(
-        db.select(Booking.technician_id, Booking.during, Booking.reference).where(
+        db.select(Booking.technician_id, Booking.during, Booking.reference, Address.lat, Address.lng)
+        .join(Address, (Address.tenant_id == Booking.tenant_id) & (Address.id == Booking.address_id))
+        .where(
             Booking.technician_id.in_(ids),
             Booking.status.in_(ACTIVE_STATUSES),
             Booking.during.op("&&")(window),
         )
     )
-    for tech_id, during, ref in rows:
-        busy[tech_id].append(av.Busy(during.lower, during.upper, "booking", ref))
+    for tech_id, during, ref, lat, lng in rows:
+        busy[tech_id].append(av.Busy(during.lower, during.upper, "booking", ref, (lat, lng)))
     blocks = db.session.execute(
         db.select(BusyBlock.technician_id, BusyBlock.during, BusyBlock.source, BusyBlock.summary).where(
             BusyBlock.technician_id.in_(ids), BusyBlock.during.op("&&")(window)
@@ -191,8 +195,54 @@ def _engine_technicians(
         hours: dict[int, list[tuple[time, time]]] = {}
         for h in t.hours:
             hours.setdefault(h.weekday, []).append((h.start_local, h.end_local))
-        result.append(av.Technician(t.id, t.name, hours, tuple(busy[t.id]), t.position))
+        home = (t.home_lat, t.home_lng) if t.home_lat is not None and t.home_lng is not None else None
+        result.append(av.Technician(t.id, t.name, hours, tuple(busy[t.id]), t.position, home))
     return result
+
+
+def _place_point(place: dict | None) -> av.Point | None:
+    try:
+        return (float(place["lat"]), float(place["lng"])) if place else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def drive_function(points: list[av.Point] | None = None, *, cache_key: str | None = None) -> av.Drive:
+    """Drive seconds between two points through the configured travel provider (DESIGN §10).
+    Straight-line estimates are computed per pair as asked; a road-matrix service (OSRM,
+    Mapbox) is asked once for every point of the query and cached in Redis per business and day.
+    If it is down, straight-line estimates stand in (logged), so customers still get times."""
+    from flask import current_app
+
+    from app.routing.model import Location
+    from app.routing.travel import Cached, Haversine, TravelUnavailable, get_provider
+
+    provider = get_provider(current_app.config)
+    straight = provider if isinstance(provider, Haversine) else Haversine()
+
+    def rounded(p: av.Point) -> tuple[float, float]:
+        return (round(p[0], 5), round(p[1], 5))
+
+    table: dict[tuple, int] = {}
+    if not isinstance(provider, Haversine) and points:
+        unique = list(dict.fromkeys(rounded(p) for p in points))
+        try:
+            from app.extensions import get_redis
+
+            cached = Cached(provider, get_redis(), cache_key or "travel", ttl_s=86_400)
+            durations, _ = cached.matrix([Location(*p) for p in unique])
+            table = {(a, b): int(durations[i][j]) for i, a in enumerate(unique) for j, b in enumerate(unique)}
+        except TravelUnavailable:
+            current_app.logger.warning("travel provider unavailable; using straight-line estimates")
+
+    def drive(a: av.Point, b: av.Point) -> int:
+        key = (rounded(a), rounded(b))
+        if key not in table:
+            road = straight.metres(Location(*a), Location(*b)) * straight.detour_factor
+            table[key] = round(road / straight.speed_ms)
+        return table[key]
+
+    return drive
 
 
 def _padded_bounds(first: date, last: date, tenant: Tenant) -> tuple[datetime, datetime]:
@@ -213,26 +263,49 @@ def slots_for_days(
     *,
     now: datetime,
     technician_ids: list[uuid.UUID] | None = None,
+    place: dict | None = None,
 ) -> dict[date, list[av.Slot]]:
-    """Offered start times per local day, loading the data once for the whole range."""
+    """Offered start times per local day, loading the data once for the whole range. With the
+    job's ``place`` (lat, lng) only times a technician can really drive to are offered."""
     last = first + timedelta(days=days - 1)
     start, end = _padded_bounds(first, last, tenant)
     techs = _engine_technicians(start, end, technician_ids)
     rules = rules_for(tenant)
+    point = _place_point(place)
+    drive = None
+    if point is not None:
+        points = [point] + [t.home for t in techs if t.home] + [b.point for t in techs for b in t.busy if b.point]
+        drive = drive_function(points, cache_key=f"travel:{tenant.id}:{first.isoformat()}:{days}")
     return {
-        first + timedelta(days=i): av.day_slots(first + timedelta(days=i), techs, rules, duration, now=now)
+        first + timedelta(days=i): av.day_slots(
+            first + timedelta(days=i), techs, rules, duration, now=now, place=point, drive=drive
+        )
         for i in range(days)
     }
 
 
 def explain_day(
-    tenant: Tenant, technician_id: uuid.UUID, day: date, duration: timedelta, *, now: datetime
+    tenant: Tenant,
+    technician_id: uuid.UUID,
+    day: date,
+    duration: timedelta,
+    *,
+    now: datetime,
+    place: dict | None = None,
 ) -> list[av.Candidate]:
-    """For the owner: every candidate time on ``day`` for one technician, and why."""
+    """For the owner: every candidate time on ``day`` for one technician, and why (with the
+    drive minutes each offered time adds when a job address is given)."""
     get_technician(technician_id)
     start, end = _padded_bounds(day, day, tenant)
     techs = _engine_technicians(start, end, [technician_id])
-    return av.candidates(day, techs[0], rules_for(tenant), duration, now=now) if techs else []
+    point = _place_point(place)
+    drive = None
+    if point is not None:
+        points = [point] + [t.home for t in techs if t.home] + [b.point for t in techs for b in t.busy if b.point]
+        drive = drive_function(points, cache_key=f"travel:{tenant.id}:{day.isoformat()}:1")
+    if not techs:
+        return []
+    return av.candidates(day, techs[0], rules_for(tenant), duration, now=now, place=point, drive=drive)
 
 
 # Pricing -------------------------------------------------------------------------
@@ -323,12 +396,18 @@ def _lock_technician_days(tenant: Tenant, technician_ids: list[uuid.UUID], start
 
 
 def _free_technicians(
-    tenant: Tenant, starts_at: datetime, duration: timedelta, now: datetime, only: uuid.UUID | None = None
+    tenant: Tenant,
+    starts_at: datetime,
+    duration: timedelta,
+    now: datetime,
+    only: uuid.UUID | None = None,
+    place: dict | None = None,
 ) -> list[uuid.UUID]:
+    """Technicians who can take this time (and reach this place), best first."""
     from zoneinfo import ZoneInfo
 
     day = starts_at.astimezone(ZoneInfo(tenant.time_zone)).date()
-    slots = slots_for_days(tenant, day, 1, duration, now=now, technician_ids=[only] if only else None)[day]
+    slots = slots_for_days(tenant, day, 1, duration, now=now, technician_ids=[only] if only else None, place=place)[day]
     slot = next((s for s in slots if s.start == starts_at), None)
     return list(slot.technician_ids) if slot else []
 
@@ -380,16 +459,22 @@ def book(
     starts_at = req.starts_at.astimezone(UTC)
     _check_window(tenant, starts_at, now)
 
+    # Customers are offered only times a technician can drive to; staff may book anything free.
+    place = req.place if actor_type == "customer" else None
     if req.technician_id is not None:
         # One technician asked for: lock first, then check once.
         _lock_technician_day(tenant, req.technician_id, starts_at)
-        if req.technician_id not in _free_technicians(tenant, starts_at, priced.duration, now, req.technician_id):
+        if req.technician_id not in _free_technicians(
+            tenant, starts_at, priced.duration, now, req.technician_id, place
+        ):
             raise SlotTaken()
         chosen = req.technician_id
     else:
-        candidates = _free_technicians(tenant, starts_at, priced.duration, now)
+        # Route-aware: who can drive there, fewest added minutes first; re-checked under the
+        # technician-day locks so two bookings that each fit can't together break a day.
+        candidates = _free_technicians(tenant, starts_at, priced.duration, now, place=place)
         _lock_technician_days(tenant, candidates, starts_at)
-        still_free = set(_free_technicians(tenant, starts_at, priced.duration, now))
+        still_free = set(_free_technicians(tenant, starts_at, priced.duration, now, place=place))
         chosen = next((tech_id for tech_id in candidates if tech_id in still_free), None)
         if chosen is None:
             raise SlotTaken()
@@ -537,7 +622,9 @@ def transition(
 ) -> Booking:
     """Move a booking along the status machine, recording who, when, from and to."""
     if to_status not in TRANSITIONS.get(booking.status, set()):
-        raise BadTransition(f"A {booking.status_label.lower()} booking can't become {to_status.replace('_', ' ')}.")
+        raise BadTransition(
+            f"This booking is {booking.status_label.lower()}, so it can't become {to_status.replace('_', ' ')}."
+        )
     from_status = booking.status
     booking.status = to_status
     if to_status == "confirmed":
@@ -568,9 +655,15 @@ def cancel_booking(
             raise PolicyRefused(
                 f"Online cancellation closes {tenant.cancel_cutoff_hours} hours before the appointment. Please call us."
             )
-    return transition(
+    was_pending = booking.status == "pending"
+    transition(
         booking, "canceled", actor_type=actor_type, actor_id=actor_id, detail={"reason": reason} if reason else None
     )
+    if was_pending:
+        from app.payments.services import close_open_checkout
+
+        close_open_checkout(booking)
+    return booking
 
 
 def reschedule_booking(
@@ -601,13 +694,16 @@ def reschedule_booking(
     saved_status = booking.status
     booking.status = "canceled"
     db.session.flush()
+    place = None
+    if actor_type == "customer" and booking.address is not None:
+        place = {"lat": booking.address.lat, "lng": booking.address.lng}
     try:
-        candidates = _free_technicians(tenant, new_start, duration, now, technician_id)
+        candidates = _free_technicians(tenant, new_start, duration, now, technician_id, place)
         if technician_id is None and booking.technician_id in candidates:
             candidates.remove(booking.technician_id)
             candidates.insert(0, booking.technician_id)
         _lock_technician_days(tenant, candidates, new_start)
-        still_free = set(_free_technicians(tenant, new_start, duration, now, technician_id))
+        still_free = set(_free_technicians(tenant, new_start, duration, now, technician_id, place))
         chosen = next((tech_id for tech_id in candidates if tech_id in still_free), None)
         if chosen is None:
             raise SlotTaken()

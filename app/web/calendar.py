@@ -229,12 +229,37 @@ def explain():
         day = datetime.now(tz).date()
     tech_id = request.args.get("technician_id") or (str(techs[0].id) if techs else "")
     minutes = request.args.get("duration_min", "120")
+    # With the job's address the explainer is route-aware: can the technician drive there, and
+    # how many minutes does it add to the day?
+    address = (request.args.get("address") or "").strip()[:200]
+    place, address_error = None, None
+    if address:
+        found = get_geocoder().geocode(address)
+        if found is None:
+            address_error = "We couldn't find that address."
+        else:
+            place = found.as_dict()
     rows = []
     if tech_id:
         try:
             rows = booking_services.explain_day(
-                g.tenant, uuid.UUID(tech_id), day, timedelta(minutes=max(15, min(int(minutes), 720))), now=_now()
+                g.tenant,
+                uuid.UUID(tech_id),
+                day,
+                timedelta(minutes=max(15, min(int(minutes), 720))),
+                now=_now(),
+                place=place,
             )
         except ValueError:
             abort(404)
-    return render_template("dashboard/explain.html", techs=techs, day=day, tech_id=tech_id, minutes=minutes, rows=rows)
+    return render_template(
+        "dashboard/explain.html",
+        techs=techs,
+        day=day,
+        tech_id=tech_id,
+        minutes=minutes,
+        rows=rows,
+        address=address,
+        address_error=address_error,
+        place=place,
+    )

@@ -97,6 +97,10 @@ def init_app(app) -> None:
     app.add_template_filter(
         lambda dt, tenant: clock(dt.astimezone(ZoneInfo(tenant.time_zone))) if dt else "", "local_clock"
     )
+    app.add_template_filter(
+        lambda iso, tenant: clock(datetime.fromisoformat(iso).astimezone(ZoneInfo(tenant.time_zone))) if iso else "",
+        "iso_clock",
+    )
     app.add_template_filter(duration)
     app.add_template_filter(format_money, "money")
     app.add_template_filter(local_datetime)

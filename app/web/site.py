@@ -187,11 +187,11 @@ def book_address():
     ), (422 if errors else 200)
 
 
-def _day_choices(tenant, duration: timedelta, now: datetime, days: int = 14):
+def _day_choices(tenant, duration: timedelta, now: datetime, days: int = 14, place: dict | None = None):
     tz = ZoneInfo(tenant.time_zone)
     first = (now + timedelta(minutes=tenant.lead_time_min)).astimezone(tz).date()
     days = min(days, tenant.horizon_days + 1)
-    return booking_services.slots_for_days(tenant, first, days, duration, now=now)
+    return booking_services.slots_for_days(tenant, first, days, duration, now=now, place=place)
 
 
 @bp.get("/book/time")
@@ -210,10 +210,12 @@ def _render_time(
     status: int = 200,
     reschedule_token: str | None = None,
     duration: timedelta | None = None,
+    place: dict | None = None,
 ):
     now = _now()
     duration = duration or timedelta(minutes=int(draft.get("duration_min") or 60))
-    by_day = _day_choices(g.tenant, duration, now)
+    # Only times a technician can really drive to (route-aware availability, DESIGN §5).
+    by_day = _day_choices(g.tenant, duration, now, place=place or draft.get("place"))
     chosen_day = request.args.get("day")
     try:
         selected = date.fromisoformat(chosen_day) if chosen_day else day
@@ -539,6 +541,7 @@ def manage_booking(token: str):
 def reschedule(token: str):
     booking = _booking_for_token(token, for_update=request.method == "POST")
     duration = booking.ends_at - booking.starts_at
+    draft = {"place": {"lat": booking.address.lat, "lng": booking.address.lng}}
     if request.method == "POST":
         try:
             new_start = datetime.fromisoformat(request.form.get("starts_at", ""))
@@ -546,7 +549,11 @@ def reschedule(token: str):
                 raise ValueError
         except ValueError:
             return _render_time(
-                {}, message="Please pick one of the times below.", status=422, reschedule_token=token, duration=duration
+                draft,
+                message="Please pick one of the times below.",
+                status=422,
+                reschedule_token=token,
+                duration=duration,
             )
         try:
             booking_services.reschedule_booking(g.tenant, booking, new_start, actor_type="customer", now=_now())
@@ -554,7 +561,7 @@ def reschedule(token: str):
             db.session.rollback()
             lost_day = new_start.astimezone(ZoneInfo(g.tenant.time_zone)).date()
             return _render_time(
-                {}, message=exc.message, status=409, reschedule_token=token, duration=duration, day=lost_day
+                draft, message=exc.message, status=409, reschedule_token=token, duration=duration, day=lost_day
             )
         except FielddayError as exc:
             db.session.rollback()
@@ -563,7 +570,7 @@ def reschedule(token: str):
         db.session.commit()
         flash("Your booking has been moved.", "success")
         return redirect(url_for("site.manage_booking", token=token))
-    return _render_time({}, reschedule_token=token, duration=duration)
+    return _render_time(draft, reschedule_token=token, duration=duration)
 
 
 @bp.post("/b/<token>/cancel")

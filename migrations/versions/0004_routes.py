@@ -22,6 +22,12 @@ BOOKING_COLUMNS = [
     "ALTER TABLE bookings ADD COLUMN eta_at timestamptz",
     # Position in the technician's approved route for its day (NULL: by start time).
     "ALTER TABLE bookings ADD COLUMN route_position integer",
+    # Approving a day plan may swap two technicians' jobs at the same hour: checked once at the
+    # end of that statement group (SET CONSTRAINTS ... DEFERRED), immediate everywhere else.
+    "ALTER TABLE bookings DROP CONSTRAINT ex_bookings_no_overlap",
+    "ALTER TABLE bookings ADD CONSTRAINT ex_bookings_no_overlap EXCLUDE USING gist"
+    " (tenant_id WITH =, technician_id WITH =, during WITH &&)"
+    " WHERE (status IN ('pending', 'confirmed', 'in_progress')) DEFERRABLE INITIALLY IMMEDIATE",
 ]
 
 TABLES = [
