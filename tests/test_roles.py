@@ -7,7 +7,19 @@ import uuid
 
 import pytest
 
-TECH_ALLOWED = {"dashboard.my_day", "dashboard.account", "dashboard.logout_everywhere", "dashboard.logo"}
+TECH_ALLOWED = {
+    "dashboard.my_day",
+    "dashboard.account",
+    "dashboard.logout_everywhere",
+    "dashboard.logo",
+    # The technician's day: their own stops only (another technician's stop answers 404).
+    "dashboard.my_day_on_my_way",
+    "dashboard.my_day_start",
+    "dashboard.my_day_complete",
+    "dashboard.my_day_photo_new",
+    "dashboard.my_day_photo_done",
+    "dashboard.photo",
+}
 
 
 def _app_routes(app):

@@ -11,6 +11,19 @@ CSP = (
 )
 
 
+def widen(csp: str, extra: dict[str, list[str]] | None) -> str:
+    """Add sources to some directives for one response only. A view sets ``g.csp_extra``, e.g. the
+    technician's page uploads photos straight to object storage and shows them from there
+    (DESIGN §9): {"connect-src": [origin], "img-src": [origin]}. Every other page keeps the base."""
+    if not extra:
+        return csp
+    directives = []
+    for directive in csp.split("; "):
+        name = directive.split(" ", 1)[0]
+        directives.append(" ".join([directive, *extra.get(name, [])]))
+    return "; ".join(directives)
+
+
 def init_app(app) -> None:
     from urllib.parse import urlsplit
 
@@ -29,7 +42,7 @@ def init_app(app) -> None:
     @app.after_request
     def add_security_headers(response):
         h = response.headers
-        h.setdefault("Content-Security-Policy", csp)
+        h.setdefault("Content-Security-Policy", widen(csp, g.get("csp_extra")))
         h["X-Content-Type-Options"] = "nosniff"
         h["X-Frame-Options"] = "DENY"
         h["Referrer-Policy"] = g.get("referrer_policy", "strict-origin-when-cross-origin")
