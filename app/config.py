@@ -99,6 +99,12 @@ class Config:
         "STRIPE_FORM_ORIGINS", "https://checkout.stripe.com https://connect.stripe.com"
     )
 
+    # Twilio (DESIGN §9). TWILIO_API_BASE points the official SDK at the project's stand-in
+    # (scripts/standins/twilio_standin.py); empty means api.twilio.com.
+    TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
+    TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
+    TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "")
+
     # Routing (DESIGN §8, §10): travel times from straight lines (default), an OSRM server or
     # Mapbox's Matrix API; the solver's time limit per day plan.
     ROUTING_PROVIDER = os.environ.get("ROUTING_PROVIDER", "haversine")

@@ -139,6 +139,7 @@ PERIODIC: list[tuple[int, str]] = [
     # (every N seconds, "module:function") run by `flask cron`; each only enqueues jobs.
     (60, "app.booking.jobs:sweep_expired_holds"),
     (120, "app.payments.jobs:sweep_stripe_events"),
+    (120, "app.messaging.jobs:sweep_queued_texts"),
 ]
 
 

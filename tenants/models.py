@@ -40,6 +40,7 @@ class Tenant(db.Model):
     stripe_charges_enabled: Mapped[bool] = mapped_column(default=False)
     stripe_details_submitted: Mapped[bool] = mapped_column(default=False)
     stripe_connected_at: Mapped[datetime | None]
+    sms_number: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

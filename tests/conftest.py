@@ -30,7 +30,7 @@ from tests.helpers import Visitor  # noqa: E402
 PASSWORD = "correct-horse-battery"
 
 # The project's Stripe stand-in (scripts/standins/stripe_standin.py) and its fixtures.
-pytest_plugins = ["tests.fixtures_stripe"]
+pytest_plugins = ["tests.fixtures_stripe", "tests.fixtures_twilio"]
 
 
 @pytest.fixture(scope="session")
@@ -87,10 +87,11 @@ def live_port():
 
 
 @pytest.fixture(scope="session")
-def app(services, smtp_server, live_port, stripe_standin_server):
+def app(services, smtp_server, live_port, stripe_standin_server, twilio_standin_server):
     from app import create_app
     from app.config import TestConfig
     from tests.fixtures_stripe import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
+    from tests.fixtures_twilio import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
 
     app = create_app(
         TestConfig,
@@ -108,6 +109,10 @@ def app(services, smtp_server, live_port, stripe_standin_server):
             STRIPE_SECRET_KEY=STRIPE_API_KEY,
             STRIPE_API_BASE=stripe_standin_server.url,
             STRIPE_CONNECT_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
+            # Twilio's official SDK, pointed at the stand-in.
+            TWILIO_ACCOUNT_SID=TWILIO_ACCOUNT_SID,
+            TWILIO_AUTH_TOKEN=TWILIO_AUTH_TOKEN,
+            TWILIO_API_BASE=twilio_standin_server.url,
         ),
     )
     with app.app_context():

@@ -43,6 +43,7 @@ DEFAULT_IS_RIGHT = {
     "ROUTING_OSRM_URL": "only with ROUTING_PROVIDER=osrm",
     "MAPBOX_TOKEN": "only with ROUTING_PROVIDER=mapbox (then a Key Vault secret)",
     "ROUTING_TIME_LIMIT_S": "5 s per day plan",
+    "TWILIO_API_BASE": "empty = api.twilio.com (set only for the stand-in)",
     "DATABASE_OWNER_URL": "migration job only (checked separately)",
 }
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|_KEY($|_)|DATABASE_.*URL|REDIS_URL|CONNECTION_STRING")

@@ -113,7 +113,8 @@ LINT_SQL = {
         SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = 'public' AND p.prosecdef
           AND NOT (p.proname IN ('tenant_id_for_subdomain', 'login_accounts', 'tenants_with_expired_holds',
-                                  'tenant_id_for_stripe_account', 'tenants_with_unprocessed_stripe_events')
+                                  'tenant_id_for_stripe_account', 'tenants_with_unprocessed_stripe_events',
+                                  'tenant_id_for_sms_number', 'tenants_with_queued_messages')
                    AND p.proowner = 'fieldday_definer'::regrole
                    AND coalesce(p.proconfig, '{}') @> ARRAY['search_path=""'])
     """,

@@ -520,6 +520,10 @@ def book(
         from app.payments.services import require_deposit
 
         require_deposit(tenant, booking)
+    elif actor_type != "system":
+        from app.messaging.services import booking_confirmed
+
+        booking_confirmed(booking)  # the confirmation text (sent after commit, once)
     return booking
 
 
@@ -629,6 +633,10 @@ def transition(
     booking.status = to_status
     if to_status == "confirmed":
         booking.hold_expires_at = None
+        if from_status == "pending":
+            from app.messaging.services import booking_confirmed
+
+            booking_confirmed(booking)
     try:
         with db.session.begin_nested():
             db.session.flush()

@@ -28,6 +28,7 @@ class Customer(db.Model):
     phone: Mapped[str | None]
     email: Mapped[str | None]
     notes: Mapped[str | None]
+    sms_opted_out_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

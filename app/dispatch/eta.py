@@ -236,12 +236,18 @@ def recompute_etas(
 
 
 def notify_on_my_way(booking: Booking) -> None:
-    """Text the customer that the technician is on the way, with ``booking.eta_at``.
+    """Text the customer that the technician is on the way, with ``booking.eta_at`` (once per
+    booking: the outbox's dedupe key). Called after the action's commit; commits the outbox row."""
+    from app.messaging.services import queue_text
+    from app.web.filters import clock
+    from tenants.models import Tenant
 
-    A no-op for now: customer texts arrive with the messaging issue (Twilio, DESIGN §9), which
-    will enqueue its job here. Call it after the commit, so the job never sees an uncommitted row.
-    """
-    return None
+    tenant = db.session.get(Tenant, booking.tenant_id)
+    tech = booking.technician.name.split()[0] if booking.technician else "Your technician"
+    when = f", arriving about {clock(booking.eta_at.astimezone(ZoneInfo(tenant.time_zone)))}" if booking.eta_at else ""
+    body = f"{tenant.name}: {tech} is on the way{when}."
+    queue_text(tenant, booking.customer, "on_my_way", body, booking_id=booking.id, dedupe_key=f"on_my_way:{booking.id}")
+    db.session.commit()
 
 
 def notify_new_etas(changes: list[EtaChange]) -> None:

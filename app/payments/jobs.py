@@ -98,10 +98,23 @@ def send_pay_link(tenant_id: uuid.UUID, payment_id: str) -> bool:
     if found is None:
         return False
     payment, booking, tenant = found
+    link = site_url(tenant.subdomain, f"/pay/{tokens.make_pay_token(tenant.id, booking.id)}")
+    if payment.status in ("action_required", "failed"):
+        from app.messaging.services import queue_text
+
+        due = services.balance_due(booking)
+        queue_text(
+            tenant,
+            booking.customer,
+            "pay_link",
+            f"{tenant.name}: your bank asked to confirm the {due / 100:,.2f} {booking.currency} left on booking "
+            f"{booking.reference}. Pay securely here: {link}",
+            booking_id=booking.id,
+            dedupe_key=f"pay_link:{payment.id}",
+        )
     email = booking.customer.email
     if payment.status not in ("action_required", "failed") or not email or not _claim(payment, "customer_notified_at"):
         return False
-    link = site_url(tenant.subdomain, f"/pay/{tokens.make_pay_token(tenant.id, booking.id)}")
     send_email(
         email,
         f"{tenant.name}: please confirm your payment for booking {booking.reference}",

@@ -80,7 +80,7 @@ NAV = [
             ("dashboard.customers", {}, "Customers", MANAGERS),
             ("dashboard.upcoming_page", {"page": "quotes"}, "Quotes", MANAGERS),
             ("dashboard.payments_list", {}, "Payments", MANAGERS),
-            ("dashboard.upcoming_page", {"page": "messages"}, "Messages", MANAGERS),
+            ("dashboard.messages", {}, "Messages", MANAGERS),
         ],
     ),
     (

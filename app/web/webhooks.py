@@ -59,3 +59,70 @@ def stripe_connect():
             after_commit(process_stripe_event.enqueue, tenant_id, event.id)
         db.session.commit()
     return jsonify(received=True, duplicate=not new)
+
+
+# Twilio -----------------------------------------------------------------------------------------
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def _twilio_verified() -> bool:
+    """X-Twilio-Signature over the URL Twilio called. Behind a TLS-terminating proxy that URL is
+    https: ProxyFix (PROXY_FIX_HOPS) makes request.url say so (W1)."""
+    from twilio.request_validator import RequestValidator
+
+    token = current_app.config["TWILIO_AUTH_TOKEN"]
+    signature = request.headers.get("X-Twilio-Signature", "")
+    return bool(token and signature) and RequestValidator(token).validate(
+        request.url, request.form.to_dict(), signature
+    )
+
+
+def _twiml():
+    return current_app.response_class(EMPTY_TWIML, mimetype="text/xml")
+
+
+def _tenant_for_number(number: str):
+    tenant_id = db.session.execute(text("SELECT public.tenant_id_for_sms_number(:n)"), {"n": number}).scalar()
+    db.session.rollback()
+    return tenant_id
+
+
+@bp.post("/webhooks/twilio/sms")
+@csrf.exempt
+@limiter.exempt
+def twilio_inbound():
+    """A customer texted a business's number: thread it to them within that business only."""
+    if not _twilio_verified():
+        log.warning("twilio inbound refused: bad signature")
+        return jsonify(error={"code": "bad_signature", "message": "Signature check failed."}), 403
+    tenant_id = _tenant_for_number(request.form.get("To", ""))
+    if tenant_id is None:
+        log.warning("inbound text to a number no business owns; ignored")
+        return _twiml()
+    from app.messaging import services as messaging
+    from tenants.models import Tenant
+
+    with tenant_context(tenant_id, db.session):
+        messaging.record_inbound(db.session.get(Tenant, tenant_id), request.form.to_dict())
+        db.session.commit()
+    return _twiml()
+
+
+@bp.post("/webhooks/twilio/status")
+@csrf.exempt
+@limiter.exempt
+def twilio_status():
+    """Delivery updates for texts we sent (From is the business's number)."""
+    if not _twilio_verified():
+        log.warning("twilio status callback refused: bad signature")
+        return jsonify(error={"code": "bad_signature", "message": "Signature check failed."}), 403
+    tenant_id = _tenant_for_number(request.form.get("From", ""))
+    if tenant_id is None:
+        return ("", 204)
+    from app.messaging import services as messaging
+
+    with tenant_context(tenant_id, db.session):
+        messaging.record_status(request.form.to_dict())
+        db.session.commit()
+    return ("", 204)

@@ -74,6 +74,9 @@ param stripeConnectWebhookSecret string
 @secure()
 param twilioAuthToken string
 @secure()
+@description('Twilio account SID (with the auth token, the SDK credentials)')
+param twilioAccountSid string
+@secure()
 param googleClientSecret string
 @secure()
 @description('Fernet key for secrets encrypted at rest (calendar refresh tokens).')
@@ -181,6 +184,7 @@ module keyvault 'modules/keyvault.bicep' = {
       'stripe-secret-key': stripeSecretKey
       'stripe-connect-webhook-secret': stripeConnectWebhookSecret
       'twilio-auth-token': twilioAuthToken
+      'twilio-account-sid': twilioAccountSid
       'google-client-secret': googleClientSecret
       'fernet-key': fernetKey
       'applicationinsights-connection-string': insights.properties.ConnectionString

@@ -52,6 +52,7 @@ var appSecretNames = [
   'stripe-secret-key'
   'stripe-connect-webhook-secret'
   'twilio-auth-token'
+  'twilio-account-sid'
   'google-client-secret'
   'fernet-key'
   'applicationinsights-connection-string'
@@ -98,6 +99,7 @@ var commonEnv = [
   { name: 'STRIPE_SECRET_KEY', secretRef: 'stripe-secret-key' }
   { name: 'STRIPE_CONNECT_WEBHOOK_SECRET', secretRef: 'stripe-connect-webhook-secret' }
   { name: 'TWILIO_AUTH_TOKEN', secretRef: 'twilio-auth-token' }
+  { name: 'TWILIO_ACCOUNT_SID', secretRef: 'twilio-account-sid' }
   { name: 'GOOGLE_CLIENT_SECRET', secretRef: 'google-client-secret' }
   { name: 'FERNET_KEY', secretRef: 'fernet-key' }
   { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', secretRef: 'applicationinsights-connection-string' }

@@ -1,0 +1,36 @@
+"""Messaging jobs: each text is sent by its own job (retried with backoff); a sweep re-queues
+outbox rows Redis lost."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+
+from app.extensions import db
+from app.jobs import job
+from app.messaging import services
+
+
+@job("default")
+def send_text(tenant_id: uuid.UUID, message_id: str) -> str:
+    return services.send(uuid.UUID(message_id))
+
+
+@job("default")
+def send_queued(tenant_id: uuid.UUID) -> int:
+    ids = services.queued_ids()
+    for message_id in ids:
+        send_text.enqueue(tenant_id, message_id)
+    return len(ids)
+
+
+def sweep_queued_texts() -> int:
+    """`flask cron`: tenants with texts queued (or stuck sending) for two minutes get them re-queued."""
+    before = datetime.now(UTC) - timedelta(minutes=2)
+    ids = list(db.session.execute(text("SELECT public.tenants_with_queued_messages(:b)"), {"b": before}).scalars())
+    db.session.rollback()
+    for tenant_id in ids:
+        send_queued.enqueue(tenant_id)
+    return len(ids)

@@ -1,0 +1,273 @@
+"""Texts with customers through Twilio (DESIGN §9, RELIABILITY §5).
+
+Outbound texts are an outbox: a ``messages`` row is written in the transaction that makes the text
+due (with a ``dedupe_key`` such as ``confirmation:<booking>`` that the database keeps unique, so
+a text exists once however often its cause runs), and a job sends it after commit. Twilio has no
+idempotency keys, so the job marks the row ``sending`` and commits before the API call; a retry
+that finds ``sending`` asks Twilio whether that text already went out before sending again (J2).
+A sweep re-queues rows that Redis lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.messaging.models import STATUS_RANK, Message
+
+log = logging.getLogger(__name__)
+
+STOP_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
+START_WORDS = {"start", "yes", "unstop"}
+OPTED_OUT = 21610  # Twilio: "Attempt to send to unsubscribed recipient"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def client():
+    """The official SDK; ``TWILIO_API_BASE`` sends it to the local stand-in (its docstring has
+    the recipe: Twilio's documented extension point is a custom http_client)."""
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+    app = current_app._get_current_object()
+    cached = app.extensions.get("twilio_client")
+    if cached is not None:
+        return cached
+    sid, token, base = app.config["TWILIO_ACCOUNT_SID"], app.config["TWILIO_AUTH_TOKEN"], app.config["TWILIO_API_BASE"]
+    if base:
+
+        class BaseUrlHttpClient(TwilioHttpClient):
+            def request(self, method, url, *args, **kwargs):
+                parts = urlsplit(url)
+                if (parts.hostname or "").endswith("twilio.com"):
+                    url = base.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+                return super().request(method, url, *args, **kwargs)
+
+        http = BaseUrlHttpClient(timeout=10)
+        if http.session is not None:
+            http.session.trust_env = False
+    else:
+        http = TwilioHttpClient(timeout=10)
+    made = Client(sid, token, http_client=http)
+    app.extensions["twilio_client"] = made
+    return made
+
+
+def texts_enabled(tenant) -> bool:
+    return bool(tenant.sms_number and current_app.config.get("TWILIO_ACCOUNT_SID"))
+
+
+# The outbox ----------------------------------------------------------------------------------------
+
+
+def queue_text(
+    tenant,
+    customer,
+    kind: str,
+    body: str,
+    *,
+    booking_id: uuid.UUID | None = None,
+    dedupe_key: str | None = None,
+    sent_by: uuid.UUID | None = None,
+) -> Message | None:
+    """Put a text in the outbox (sent by a job after commit). None when the business has no
+    number, the customer no mobile or they opted out, or the same dedupe key was queued before."""
+    if not texts_enabled(tenant) or customer is None or not customer.phone:
+        return None
+    if customer.sms_opted_out_at is not None and kind != "reply":
+        return None
+    message = Message(
+        tenant_id=tenant.id,
+        customer_id=customer.id,
+        booking_id=booking_id,
+        direction="out",
+        kind=kind,
+        body=body[:1600],
+        to_addr=customer.phone,
+        from_addr=tenant.sms_number,
+        status="queued",
+        dedupe_key=dedupe_key,
+        sent_by=sent_by,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(message)
+            db.session.flush()
+    except IntegrityError:
+        return None  # already queued (or sent) for this cause
+    from app.jobs import after_commit
+    from app.messaging.jobs import send_text
+
+    after_commit(send_text.enqueue, tenant.id, message.id)
+    return message
+
+
+def send(message_id: uuid.UUID) -> str:
+    """The job: send one queued text, once."""
+    from twilio.base.exceptions import TwilioRestException
+
+    from tenants.context import current_tenant_id
+
+    tid = current_tenant_id()
+    message = db.session.scalar(
+        db.select(Message).where(Message.tenant_id == tid, Message.id == message_id).with_for_update()
+    )
+    if message is None or message.status not in ("queued", "sending"):
+        return message.status if message else "missing"
+    from app.customers.models import Customer
+
+    customer = db.session.get(Customer, (tid, message.customer_id)) if message.customer_id else None
+    if customer is not None and customer.sms_opted_out_at is not None and message.kind != "reply":
+        message.status, message.error_message = "skipped", "The customer opted out of texts (STOP)."
+        return message.status
+    if message.status == "sending" and _already_sent(message):
+        return message.status
+    message.status, message.sent_at = "sending", _now()
+    message.attempts += 1
+    db.session.commit()  # a crash during the call leaves "sending": the retry checks before resending
+    from app.urls import app_url
+
+    try:
+        sent = client().messages.create(
+            to=message.to_addr,
+            from_=message.from_addr,
+            body=message.body,
+            status_callback=app_url("/webhooks/twilio/status"),
+        )
+    except TwilioRestException as exc:
+        message.error_code, message.error_message = str(exc.code or exc.status), (exc.msg or "")[:300]
+        if exc.code == OPTED_OUT:
+            message.status = "skipped"
+            if customer is not None and customer.sms_opted_out_at is None:
+                customer.sms_opted_out_at = _now()
+            return message.status
+        if exc.status and 400 <= exc.status < 500 and exc.status != 429:
+            message.status = "failed"  # bad number, not ours...: retrying won't help; the owner sees why
+            return message.status
+        raise  # 429/5xx: RQ retries with backoff (the row stays "sending")
+    message.provider_sid = sent.sid
+    message.status, message.status_at = "sent", _now()
+    return message.status
+
+
+def _already_sent(message: Message) -> bool:
+    """Did an earlier attempt reach Twilio before it died? Look for the same text to the same
+    number since that attempt started, and adopt it."""
+    since = (message.sent_at or message.created_at) - timedelta(minutes=1)
+    # If Twilio can't be asked, this raises and the job retries later: never send blind twice.
+    recent = client().messages.list(to=message.to_addr, from_=message.from_addr, date_sent_after=since, limit=50)
+    match = next((m for m in recent if (m.body or "") == message.body), None)
+    if match is None:
+        return False
+    message.provider_sid, message.status, message.status_at = match.sid, "sent", _now()
+    return True
+
+
+def queued_ids(older_than: timedelta = timedelta(minutes=2)) -> list[uuid.UUID]:
+    # A "sending" row is only picked up once its attempt is surely over (the API call times out
+    # in 10 s), so a sweep never races a job that is still talking to Twilio.
+    cutoff = _now() - older_than
+    return list(
+        db.session.scalars(
+            db.select(Message.id).where(
+                ((Message.status == "queued") & (Message.created_at <= cutoff))
+                | ((Message.status == "sending") & (Message.sent_at <= cutoff))
+            )
+        )
+    )
+
+
+# Webhooks ----------------------------------------------------------------------------------------
+
+
+def record_inbound(tenant, params: dict) -> Message | None:
+    """An inbound text, threaded to the customer with that number in this business (W3); STOP and
+    START mirrored onto the customer. A duplicate webhook (same MessageSid) changes nothing (W4)."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    from app.customers.services import find_by_phone
+
+    sender = params.get("From", "")
+    body = (params.get("Body") or "").strip() or "(empty message)"
+    customer = find_by_phone(sender)
+    inserted = db.session.execute(
+        insert(Message)
+        .values(
+            tenant_id=tenant.id,
+            id=uuid.uuid4(),
+            customer_id=customer.id if customer else None,
+            direction="in",
+            kind="inbound",
+            body=body[:1600],
+            to_addr=params.get("To", ""),
+            from_addr=sender,
+            status="received",
+            provider_sid=params.get("MessageSid"),
+            status_at=_now(),
+        )
+        .on_conflict_do_nothing(
+            index_elements=["tenant_id", "provider_sid"], index_where=Message.provider_sid.is_not(None)
+        )
+        .returning(Message.id)
+    ).scalar()
+    if inserted is None:
+        return None
+    word = body.lower().strip(" .!")
+    if customer is not None and word in STOP_WORDS:
+        customer.sms_opted_out_at = _now()
+    elif customer is not None and word in START_WORDS:
+        customer.sms_opted_out_at = None
+    db.session.flush()
+    return db.session.get(Message, (tenant.id, inserted))
+
+
+def record_status(params: dict) -> str | None:
+    """A status callback: move forward only (a late "sent" never undoes "delivered", W4)."""
+    sid = params.get("MessageSid") or params.get("SmsSid")
+    status = params.get("MessageStatus") or params.get("SmsStatus")
+    message = db.session.scalar(db.select(Message).where(Message.provider_sid == sid).with_for_update())
+    if message is None or status not in STATUS_RANK:
+        return None
+    if STATUS_RANK[status] > STATUS_RANK.get(message.status, 0):
+        message.status, message.status_at = status, _now()
+        if params.get("ErrorCode"):
+            message.error_code = params["ErrorCode"]
+        if params.get("ErrorCode") == str(OPTED_OUT) and message.customer_id:
+            from app.customers.models import Customer
+
+            customer = db.session.get(Customer, (message.tenant_id, message.customer_id))
+            if customer is not None:
+                customer.sms_opted_out_at = customer.sms_opted_out_at or _now()
+    db.session.flush()
+    return message.status
+
+
+# What we text, and when ---------------------------------------------------------------------------
+
+
+def booking_confirmed(booking) -> Message | None:
+    """The confirmation text, with the manage-my-booking link."""
+    from app.booking.tokens import make_manage_token
+    from app.urls import site_url
+    from app.web.filters import local_long
+    from tenants.models import Tenant
+
+    tenant = db.session.get(Tenant, booking.tenant_id)
+    if not texts_enabled(tenant):
+        return None
+    link = site_url(tenant.subdomain, f"/b/{make_manage_token(tenant.id, booking.id, booking.token_version)}")
+    service = ", ".join(i.name for i in booking.items)
+    when = local_long(booking.starts_at, tenant)
+    body = f"{tenant.name}: you're booked for {when} ({service}). To move or cancel: {link}"
+    return queue_text(
+        tenant, booking.customer, "confirmation", body, booking_id=booking.id, dedupe_key=f"confirmation:{booking.id}"
+    )
