@@ -140,6 +140,7 @@ PERIODIC: list[tuple[int, str]] = [
     (60, "app.booking.jobs:sweep_expired_holds"),
     (120, "app.payments.jobs:sweep_stripe_events"),
     (120, "app.messaging.jobs:sweep_queued_texts"),
+    (300, "app.messaging.jobs:sweep_reminders"),
 ]
 
 

@@ -310,3 +310,51 @@ def test_owner_sees_the_thread_and_replies_and_sets_the_number(
         "/integrations/sms", {"sms_number": number, "csrf_token": csrf_from(integrations)}, follow_redirects=True
     )
     assert f"Texts now go out from {number}" in good.get_data(as_text=True)
+
+
+def test_reminders_over_a_simulated_day_go_out_once_at_the_businesss_hour(
+    app, make_tenant, seed_booking, twilio_fake, run_jobs, clean_queues
+):
+    from datetime import time, timedelta
+    from zoneinfo import ZoneInfo
+
+    from app.booking import services as booking_services
+    from app.booking.models import Booking
+    from app.extensions import db
+    from app.messaging.services import queue_reminders
+    from tenants.context import tenant_context
+    from tenants.models import Tenant
+
+    tz = ZoneInfo("America/New_York")
+    t = make_tenant()
+    f = seed_booking(t, techs=2)
+    texting(app, t, twilio_fake)
+    today = datetime.now(tz).date()
+    tomorrow = today + timedelta(days=1)
+
+    def at(day, hour):
+        return datetime.combine(day, time(hour), tz).astimezone(UTC)
+
+    staff_book(app, t, f, at(tomorrow, 10), "+15125550501")
+    staff_book(app, t, f, at(tomorrow, 14), "+15125550502")
+    staff_book(app, t, f, at(tomorrow + timedelta(days=1), 10), "+15125550503")  # not tomorrow
+    canceled = staff_book(app, t, f, at(tomorrow, 16), "+15125550504")
+    with app.app_context(), tenant_context(t.id, db.session):
+        b = db.session.get(Booking, (t.id, canceled))
+        booking_services.transition(b, "canceled", actor_type="user")
+        db.session.commit()
+    run_jobs()  # the confirmations
+    before = len(twilio_fake.messages)
+    queued_at = {}
+    for quarter in range(96):  # the scheduler's day, every 15 minutes
+        now = datetime.combine(today, time(0), tz).astimezone(UTC) + timedelta(minutes=15 * quarter)
+        with app.app_context(), tenant_context(t.id, db.session):
+            made = queue_reminders(db.session.get(Tenant, t.id), now=now)
+            db.session.commit()
+        if made:
+            queued_at[now.astimezone(tz).strftime("%H:%M")] = made
+        run_jobs()
+    assert queued_at == {"17:00": 2}
+    reminders = twilio_fake.messages[before:]
+    assert sorted(m["to"] for m in reminders) == ["+15125550501", "+15125550502"]
+    assert all("tomorrow at" in m["body"] for m in reminders)

@@ -34,3 +34,19 @@ def sweep_queued_texts() -> int:
     for tenant_id in ids:
         send_queued.enqueue(tenant_id)
     return len(ids)
+
+
+@job("default")
+def queue_reminders(tenant_id: uuid.UUID) -> int:
+    from tenants.models import Tenant
+
+    return services.queue_reminders(db.session.get(Tenant, tenant_id), now=datetime.now(UTC))
+
+
+def sweep_reminders() -> int:
+    """`flask cron`, every five minutes: each texting business checks whether reminders are due."""
+    ids = list(db.session.execute(text("SELECT public.tenants_with_texting()")).scalars())
+    db.session.rollback()
+    for tenant_id in ids:
+        queue_reminders.enqueue(tenant_id)
+    return len(ids)

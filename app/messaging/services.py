@@ -271,3 +271,38 @@ def booking_confirmed(booking) -> Message | None:
     return queue_text(
         tenant, booking.customer, "confirmation", body, booking_id=booking.id, dedupe_key=f"confirmation:{booking.id}"
     )
+
+
+def queue_reminders(tenant, *, now: datetime) -> int:
+    """Day-before reminders: once the business's local clock passes its reminder hour, every
+    active booking of tomorrow (local) gets one reminder (the dedupe key makes re-runs free)."""
+    from zoneinfo import ZoneInfo
+
+    from app.booking.availability import local_day_bounds
+    from app.booking.models import Booking
+    from app.web.filters import clock
+
+    if not texts_enabled(tenant):
+        return 0
+    tz = ZoneInfo(tenant.time_zone)
+    local = now.astimezone(tz)
+    if local.hour < tenant.reminder_hour:
+        return 0
+    start, end = local_day_bounds(local.date() + timedelta(days=1), tz)
+    due = db.session.scalars(
+        db.select(Booking)
+        .where(Booking.status.in_(("confirmed",)), Booking.starts_at >= start, Booking.starts_at < end)
+        .order_by(Booking.starts_at)
+    )
+    made = 0
+    for booking in due:
+        when = clock(booking.starts_at.astimezone(tz))
+        body = f"{tenant.name}: a reminder that we'll see you tomorrow at {when} ({booking.address.one_line})."
+        if booking.arrival_window_min:
+            body = body[:-1] + f"; we arrive within {booking.arrival_window_min} min of that time."
+        made += bool(
+            queue_text(
+                tenant, booking.customer, "reminder", body, booking_id=booking.id, dedupe_key=f"reminder:{booking.id}"
+            )
+        )
+    return made

@@ -19,6 +19,9 @@ COLUMNS = [
     # The business's Twilio number (E.164): inbound texts find their business by it.
     "ALTER TABLE tenants ADD COLUMN sms_number text CONSTRAINT ck_tenants_sms_number CHECK (sms_number ~ '^\\+[1-9][0-9]{6,14}$')",
     "CREATE UNIQUE INDEX uq_tenants_sms_number ON tenants (sms_number) WHERE sms_number IS NOT NULL",
+    # Day-before reminders go out at this local hour (the owner's choice).
+    "ALTER TABLE tenants ADD COLUMN reminder_hour integer NOT NULL DEFAULT 17"
+    " CONSTRAINT ck_tenants_reminder_hour CHECK (reminder_hour BETWEEN 6 AND 21)",
     # A customer who texted STOP (or whose number Twilio reports as unsubscribed, 21610).
     "ALTER TABLE customers ADD COLUMN sms_opted_out_at timestamptz",
 ]
@@ -81,6 +84,16 @@ def upgrade():
         $$
         """,
     )
+    # The reminder sweep's fan-out: which businesses text at all (ids only).
+    statements += definer_function(
+        "public.tenants_with_texting()",
+        """
+        CREATE FUNCTION public.tenants_with_texting() RETURNS SETOF uuid
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+            SELECT t.id FROM public.tenants t WHERE t.sms_number IS NOT NULL
+        $$
+        """,
+    )
     statements += definer_function(
         "public.tenants_with_queued_messages(timestamptz)",
         """
@@ -97,8 +110,10 @@ def upgrade():
 
 def downgrade():
     op.execute("DROP FUNCTION IF EXISTS public.tenants_with_queued_messages(timestamptz)")
+    op.execute("DROP FUNCTION IF EXISTS public.tenants_with_texting()")
     op.execute("DROP FUNCTION IF EXISTS public.tenant_id_for_sms_number(text)")
     op.execute("DROP TABLE IF EXISTS messages CASCADE")
     op.execute("ALTER TABLE customers DROP COLUMN IF EXISTS sms_opted_out_at")
     op.execute("DROP INDEX IF EXISTS uq_tenants_sms_number")
     op.execute("ALTER TABLE tenants DROP COLUMN IF EXISTS sms_number")
+    op.execute("ALTER TABLE tenants DROP COLUMN IF EXISTS reminder_hour")
