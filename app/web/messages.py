@@ -90,6 +90,9 @@ def sms_number():
     from twilio.base.exceptions import TwilioException
 
     tenant = g.tenant
+    hour = request.form.get("reminder_hour", "")
+    if hour.isdigit() and 6 <= int(hour) <= 21:
+        tenant.reminder_hour = int(hour)
     raw = (request.form.get("sms_number") or "").strip()
     if not raw:
         tenant.sms_number = None
