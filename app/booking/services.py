@@ -215,7 +215,7 @@ def drive_function(points: list[av.Point] | None = None, *, cache_key: str | Non
     from flask import current_app
 
     from app.routing.model import Location
-    from app.routing.travel import Cached, Haversine, TravelUnavailable, get_provider
+    from app.routing.travel import Cached, Haversine, get_provider
 
     provider = get_provider(current_app.config)
     straight = provider if isinstance(provider, Haversine) else Haversine()
@@ -232,8 +232,8 @@ def drive_function(points: list[av.Point] | None = None, *, cache_key: str | Non
             cached = Cached(provider, get_redis(), cache_key or "travel", ttl_s=86_400)
             durations, _ = cached.matrix([Location(*p) for p in unique])
             table = {(a, b): int(durations[i][j]) for i, a in enumerate(unique) for j, b in enumerate(unique)}
-        except TravelUnavailable:
-            current_app.logger.warning("travel provider unavailable; using straight-line estimates")
+        except Exception as exc:  # noqa: BLE001 - road service or Redis down: straight lines stand in
+            current_app.logger.warning("travel matrix unavailable (%r); using straight-line estimates", exc)
 
     def drive(a: av.Point, b: av.Point) -> int:
         key = (rounded(a), rounded(b))
@@ -760,10 +760,22 @@ def expire_hold(booking_id: uuid.UUID, *, now: datetime) -> bool:
 
 def expire_due_holds(*, now: datetime) -> int:
     """Expire every pending booking of the current tenant whose hold has run out."""
+    import logging
+
+    import stripe
+
     due = db.session.scalars(
         db.select(Booking.id).where(Booking.status == "pending", Booking.hold_expires_at <= now)
     ).all()
-    return sum(1 for booking_id in due if expire_hold(booking_id, now=now))
+    expired = 0
+    for booking_id in due:
+        # One booking whose deposit can't be checked with Stripe must not keep the others' slots.
+        try:
+            with db.session.begin_nested():
+                expired += expire_hold(booking_id, now=now)
+        except stripe.StripeError as exc:
+            logging.getLogger(__name__).warning("hold of %s not expired yet: %r", booking_id, exc)
+    return expired
 
 
 def list_bookings(

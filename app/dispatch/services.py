@@ -116,8 +116,29 @@ def build_day(tenant: Tenant, day: date) -> Day:
     )
 
 
+class _Fallback:
+    """The configured provider, with straight-line estimates when it can't answer (pages must not
+    fail because a road-matrix service is down); plans computed that way say so in the log."""
+
+    def __init__(self, provider):
+        self.provider = provider
+        self.straight = routing.Haversine()
+
+    def matrix(self, points):
+        try:
+            return self.provider.matrix(points)
+        except Exception as exc:  # noqa: BLE001 - TravelUnavailable, or Redis down under Cached
+            log.warning("travel matrix unavailable (%r); straight-line estimates used", exc)
+            return self.straight.matrix(points)
+
+
 def travel():
-    return routing.get_provider(current_app.config)
+    provider = routing.get_provider(current_app.config)
+    if isinstance(provider, routing.Haversine):
+        return provider
+    from app.extensions import get_redis
+
+    return _Fallback(routing.Cached(provider, get_redis(), "travel:day", ttl_s=86_400))
 
 
 def current_order(d: Day) -> dict[str, list[str]]:
@@ -262,15 +283,21 @@ def approve(plan: RoutePlan, *, user_id: uuid.UUID | None) -> list[str]:
 
     tenant = db.session.get(Tenant, plan.tenant_id)
     tech_ids = [uuid.UUID(r["technician_id"]) for r in plan.proposed["routes"]]
+    booking_ids = sorted(uuid.UUID(s["booking_id"]) for r in plan.proposed["routes"] for s in r["stops"])
+    # Rows first, in one order, then the technician-day locks: the order a customer's reschedule
+    # takes them in too, so the two can't deadlock.
+    db.session.scalars(
+        db.select(Booking).where(Booking.id.in_(booking_ids)).order_by(Booking.id).with_for_update()
+    ).all()
     noon = datetime.combine(plan.day, time(12), ZoneInfo(tenant.time_zone))
     _lock_technician_days(tenant, tech_ids, noon)  # no customer books into these days meanwhile
     try:
         # All at once: swapping two technicians' jobs at the same hour is fine in the end state.
         with db.session.begin_nested():
             db.session.execute(text("SET CONSTRAINTS ex_bookings_no_overlap DEFERRED"))
-            _apply_plan(plan, [], reassign_one_by_one=False)
+            notes: list[str] = []
+            _apply_plan(plan, notes, reassign_one_by_one=False)
             db.session.execute(text("SET CONSTRAINTS ex_bookings_no_overlap IMMEDIATE"))
-        notes: list[str] = []
     except IntegrityError:
         notes = []
         db.session.execute(text("SET CONSTRAINTS ex_bookings_no_overlap IMMEDIATE"))
@@ -292,7 +319,8 @@ def _apply_plan(plan: RoutePlan, notes: list[str], *, reassign_one_by_one: bool)
         tech_id = uuid.UUID(route["technician_id"])
         for position, stop in enumerate(route["stops"], start=1):
             booking = db.session.get(Booking, (plan.tenant_id, uuid.UUID(stop["booking_id"])))
-            if booking is None or booking.status not in PLANNABLE:
+            stale = booking is not None and booking.starts_at != datetime.fromisoformat(stop["booked"])
+            if booking is None or booking.status not in PLANNABLE or stale:
                 notes.append(f"{stop['reference']} changed since the plan was made; left as it was.")
                 continue
             if booking.technician_id != tech_id:

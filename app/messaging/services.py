@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 STOP_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
 START_WORDS = {"start", "yes", "unstop"}
 OPTED_OUT = 21610  # Twilio: "Attempt to send to unsubscribed recipient"
+MAX_ATTEMPTS = 5  # RQ retries plus sweeps; then the owner sees "failed" instead of an endless loop
 
 
 def _now() -> datetime:
@@ -129,7 +130,14 @@ def send(message_id: uuid.UUID) -> str:
     if customer is not None and customer.sms_opted_out_at is not None and message.kind != "reply":
         message.status, message.error_message = "skipped", "The customer opted out of texts (STOP)."
         return message.status
-    if message.status == "sending" and _already_sent(message):
+    if message.status == "sending":
+        if message.sent_at and message.sent_at > _now() - timedelta(minutes=2):
+            # Another run may still be talking to Twilio: come back later rather than risk a double.
+            raise RuntimeError("text is being sent by another job; retry later")
+        if _already_sent(message):
+            return message.status
+    if message.attempts >= MAX_ATTEMPTS:
+        message.status, message.error_message = "failed", "Gave up after several attempts; Twilio kept failing."
         return message.status
     message.status, message.sent_at = "sending", _now()
     message.attempts += 1
@@ -234,6 +242,8 @@ def record_status(params: dict) -> str | None:
     """A status callback: move forward only (a late "sent" never undoes "delivered", W4)."""
     sid = params.get("MessageSid") or params.get("SmsSid")
     status = params.get("MessageStatus") or params.get("SmsStatus")
+    if not sid:
+        return None
     message = db.session.scalar(db.select(Message).where(Message.provider_sid == sid).with_for_update())
     if message is None or status not in STATUS_RANK:
         return None
@@ -302,7 +312,13 @@ def queue_reminders(tenant, *, now: datetime) -> int:
             body = body[:-1] + f"; we arrive within {booking.arrival_window_min} min of that time."
         made += bool(
             queue_text(
-                tenant, booking.customer, "reminder", body, booking_id=booking.id, dedupe_key=f"reminder:{booking.id}"
+                tenant,
+                booking.customer,
+                "reminder",
+                body,
+                booking_id=booking.id,
+                # Per date: a booking moved after its reminder gets one for its new day.
+                dedupe_key=f"reminder:{booking.id}:{booking.starts_at.astimezone(tz).date().isoformat()}",
             )
         )
     return made

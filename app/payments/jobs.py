@@ -34,10 +34,18 @@ def charge_balance(tenant_id: uuid.UUID, booking_id: str, tip_cents: int = 0) ->
 
 @job("default")
 def process_unprocessed_events(tenant_id: uuid.UUID) -> int:
+    import stripe
+
     ids = services.unprocessed_events()
+    done = 0
     for event_id in ids:
-        services.process_event(event_id)
-    return len(ids)
+        try:
+            with db.session.begin_nested():  # one event Stripe can't answer for doesn't undo the rest
+                services.process_event(event_id)
+            done += 1
+        except stripe.StripeError as exc:
+            log.warning("stripe event %s not processed yet: %r", event_id, exc)
+    return done
 
 
 def sweep_stripe_events() -> int:

@@ -31,8 +31,7 @@ log = logging.getLogger(__name__)
 
 # Stripe's Checkout Sessions live 30 minutes to 24 hours; a deposit's session outlives a short
 # hold, so the hold-expiry job expires it explicitly before freeing the slot.
-CHECKOUT_MIN_LIFETIME = timedelta(minutes=31)
-CHECKOUT_RETRY_GRACE = timedelta(minutes=5)
+CHECKOUT_LIFETIME = timedelta(hours=23)
 
 
 def _now() -> datetime:
@@ -218,6 +217,40 @@ def _next_attempt(booking: Booking) -> int:
     return (last or 0) + 1
 
 
+PAYABLE = ("confirmed", "in_progress", "completed", "no_show")
+
+
+def _attempt_id(booking: Booking, attempt: int) -> uuid.UUID:
+    """A balance attempt's id, derived from the booking and attempt number: an RQ retry rebuilds
+    the same row, so the metadata sent with the same idempotency key is the same too."""
+    return uuid.uuid5(booking.id, f"balance:{attempt}")
+
+
+def _expire_balance_sessions(booking: Booking) -> None:
+    """Close the booking's open pay-link sessions before money moves another way (cash, the saved
+    card, a new link), so the customer can't pay the same balance twice."""
+    open_links = db.session.scalars(
+        db.select(Payment).where(
+            Payment.booking_id == booking.id,
+            Payment.kind == "balance",
+            Payment.status == "pending",
+            Payment.stripe_checkout_session_id.is_not(None),
+        )
+    ).all()
+    for payment in open_links:
+        try:
+            client().v1.checkout.sessions.expire(
+                payment.stripe_checkout_session_id,
+                options=on_account(payment.stripe_account_id, f"expire:{payment.stripe_checkout_session_id}"),
+            )
+        except stripe.InvalidRequestError:
+            session = _retrieve_session(payment)  # completed meanwhile: record it, don't lose it
+            _apply_session(booking, payment, session, now=_now())
+            continue
+        payment.status = "canceled"
+    db.session.flush()
+
+
 def _describe(booking: Booking) -> str:
     return ", ".join(i.name for i in booking.items)[:200]
 
@@ -272,10 +305,11 @@ def open_deposit_checkout(tenant: Tenant, booking: Booking, *, success_url: str,
         raise PaymentsUnavailable("This deposit is already settled.")
     if not payment.stripe_account_id:
         raise PaymentsUnavailable("This business can't take card payments right now. Please call us.")
-    expires = max(booking.hold_expires_at or _now(), payment.created_at + CHECKOUT_MIN_LIFETIME)
-    if expires - _now() < timedelta(minutes=30):
-        # Too late to open a session Stripe accepts; the hold expires shortly and frees the slot.
+    if booking.hold_expires_at is not None and booking.hold_expires_at <= _now():
         raise PaymentsUnavailable("Your hold on this time has run out. Please pick a time again.")
+    # Stable across retries (the idempotency key needs the same parameters) and long enough for
+    # Stripe (30 min to 24 h): the hold-expiry job expires the session when the hold ends.
+    expires = payment.created_at + CHECKOUT_LIFETIME
     customer = booking.customer
     params = {
         "mode": "payment",
@@ -343,6 +377,7 @@ def _apply_session(booking: Booking, payment: Payment, session, *, now: datetime
         return False
     if _field(session, "status") != "complete" or _field(session, "payment_status") != "paid":
         return False
+    owed_before = balance_due(booking)  # before this payment counts
     intent = _field(session, "payment_intent")
     method = _field(intent, "payment_method") if not isinstance(intent, str) else None
     card = _field(method, "card") if not isinstance(method, str) else None
@@ -358,6 +393,9 @@ def _apply_session(booking: Booking, payment: Payment, session, *, now: datetime
     db.session.flush()
     if payment.kind == "deposit":
         _apply_deposit(booking, payment, now=now)
+    elif owed_before == 0:
+        # Paid by link after the balance was settled another way: give it back, once.
+        _refund_whole(booking, payment, "The balance was already paid when this payment arrived.")
     refresh_payment_status(booking)
     if not payment.refunded_cents:  # a late deposit given back gets its own notice instead
         _after_commit(send_receipt_later, payment)
@@ -398,14 +436,18 @@ def _apply_deposit(booking: Booking, payment: Payment, *, now: datetime) -> None
 
 def _refund_late_deposit(booking: Booking, payment: Payment) -> None:
     """The deposit arrived for a booking that no longer holds its time: give it back, once."""
-    key = f"late-deposit:{payment.id}"
+    _refund_whole(booking, payment, "The time was no longer available when the deposit arrived.", notify=True)
+
+
+def _refund_whole(booking: Booking, payment: Payment, reason: str, *, notify: bool = False) -> None:
+    key = f"late-{payment.kind}:{payment.id}"
     if db.session.scalar(db.select(Refund.id).where(Refund.request_key == key)):
         return
     refund = client().v1.refunds.create(
         params={
             "payment_intent": payment.stripe_payment_intent_id,
             "refund_application_fee": get_plan(_current_tenant().plan).refund_platform_fee,
-            "metadata": {"booking_id": str(booking.id), "reason": "time no longer available"},
+            "metadata": {"booking_id": str(booking.id), "reason": reason[:200]},
         },
         options=on_account(payment.stripe_account_id, key),
     )
@@ -416,17 +458,23 @@ def _refund_late_deposit(booking: Booking, payment: Payment) -> None:
             payment_id=payment.id,
             amount_cents=amount,
             status="succeeded",
-            reason="The time was no longer available when the deposit arrived.",
+            reason=reason,
             request_key=key,
             stripe_refund_id=refund.id,
         )
     )
     payment.refunded_cents = min(payment.total_cents, payment.refunded_cents + amount)
     db.session.flush()
-    booking_services.record_event(
-        booking, booking.status, booking.status, "system", None, {"refunded_cents": amount, "reason": "late deposit"}
-    )
-    _after_commit(notify_late_refund_later, payment)
+    if notify:
+        booking_services.record_event(
+            booking,
+            booking.status,
+            booking.status,
+            "system",
+            None,
+            {"refunded_cents": amount, "reason": "late deposit"},
+        )
+        _after_commit(notify_late_refund_later, payment)
 
 
 def settle_before_expiry(booking: Booking, *, now: datetime) -> bool:
@@ -485,8 +533,9 @@ def charge_balance(booking_id: uuid.UUID, *, tip_cents: int = 0, now: datetime |
     now = now or _now()
     booking = booking_services.get_booking(booking_id, for_update=True)
     tenant = _current_tenant()
+    _expire_balance_sessions(booking)  # never leave a pay link open while we charge the card
     due = balance_due(booking)
-    if due == 0 and tip_cents == 0:
+    if due == 0:  # a second click or job: a tip alone is never charged twice
         refresh_payment_status(booking)
         return "nothing_due"
     card = saved_card(booking)
@@ -496,6 +545,7 @@ def charge_balance(booking_id: uuid.UUID, *, tip_cents: int = 0, now: datetime |
         return "below_minimum"
     attempt = _next_attempt(booking)
     payment = Payment(
+        id=_attempt_id(booking, attempt),
         tenant_id=tenant.id,
         booking_id=booking.id,
         kind="balance",
@@ -561,14 +611,13 @@ def charge_balance(booking_id: uuid.UUID, *, tip_cents: int = 0, now: datetime |
 
 def open_balance_checkout(tenant: Tenant, booking: Booking, *, success_url: str, cancel_url: str) -> Payment:
     """The pay link's Checkout Session for whatever is still owed (the customer authenticates
-    with their bank there). Reuses an open one for the same amount."""
-    due = balance_due(booking)
-    if due == 0:
-        raise PaymentsUnavailable("Nothing is owed on this booking. Thank you!")
-    if due < rules.STRIPE_MIN_CENTS:
-        raise PaymentsUnavailable("The amount left is below what cards can be charged. Please pay in person.")
+    with their bank there). Reuses the open one when it is for exactly that amount; any other
+    open link is closed first, so a balance can't be paid twice."""
+    if booking.status not in PAYABLE:
+        raise PaymentsUnavailable("This booking is no longer open for payment. Please call us.")
     if not tenant.takes_card_payments:
         raise PaymentsUnavailable("This business can't take card payments right now. Please call us.")
+    due = balance_due(booking)
     open_one = db.session.scalar(
         db.select(Payment)
         .where(
@@ -583,11 +632,18 @@ def open_balance_checkout(tenant: Tenant, booking: Booking, *, success_url: str,
         .order_by(Payment.created_at.desc())
         .limit(1)
     )
-    if open_one is not None:
+    if open_one is not None and due > 0:
         return open_one
+    _expire_balance_sessions(booking)
+    due = balance_due(booking)
+    if due == 0:
+        raise PaymentsUnavailable("Nothing is owed on this booking. Thank you!")
+    if due < rules.STRIPE_MIN_CENTS:
+        raise PaymentsUnavailable("The amount left is below what cards can be charged. Please pay in person.")
     card = saved_card(booking)
     attempt = _next_attempt(booking)
     payment = Payment(
+        id=_attempt_id(booking, attempt),
         tenant_id=tenant.id,
         booking_id=booking.id,
         kind="balance",
@@ -653,6 +709,7 @@ def record_manual(
     """Cash or check taken in person."""
     if method not in ("cash", "check"):
         raise ValidationFailed({"method": "Choose cash or check."})
+    _expire_balance_sessions(booking)
     due = balance_due(booking)
     if amount_cents > due:
         raise ValidationFailed(

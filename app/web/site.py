@@ -475,7 +475,9 @@ def receipt(token: str):
         payments=rows,
         due=payments.balance_due(booking),
         paid=payments.paid_total(booking),
-        pay_url=url_for("site.pay_link", token=pay_tokens.make_pay_token(g.tenant.id, booking.id)),
+        pay_url=url_for("site.pay_link", token=pay_tokens.make_pay_token(g.tenant.id, booking.id))
+        if booking.status in payments.PAYABLE and g.tenant.takes_card_payments
+        else None,
     )
 
 

@@ -93,6 +93,12 @@ def upgrade():
 
 
 def downgrade():
+    op.execute("ALTER TABLE bookings DROP CONSTRAINT ex_bookings_no_overlap")
+    op.execute(
+        "ALTER TABLE bookings ADD CONSTRAINT ex_bookings_no_overlap EXCLUDE USING gist"
+        " (tenant_id WITH =, technician_id WITH =, during WITH &&)"
+        " WHERE (status IN ('pending', 'confirmed', 'in_progress'))"
+    )
     for table in reversed(TENANT_TABLES):
         op.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
     for column in ("on_way_at", "started_at", "finished_at", "eta_at", "route_position"):
