@@ -50,12 +50,11 @@ def insertion_cost(
         return None
     if i < len(stops):
         next_point, next_due = stops[i][0], stops[i][1]
-        from_new, direct = durations[new_point][next_point], durations[prev_point][next_point]
     elif home_end is not None:
         next_point, next_due = home_end, shift_end
-        from_new, direct = durations[new_point][home_end], durations[prev_point][home_end]
     else:
         return to_new  # the day ends at this job
+    from_new, direct = durations[new_point][next_point], durations[prev_point][next_point]
     if end + from_new > next_due:
         return None
     return to_new + from_new - direct

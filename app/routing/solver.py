@@ -6,6 +6,7 @@ Every job either gets a place on a route or a reason it has none. `solve()` retu
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -199,11 +200,20 @@ def solve(
     time_limit_s: float = 5.0,
     objective: Objective = "time",
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> Plan:
-    """The day's routes minimising total drive time (or distance), with a reason for every job left out."""
+    """The day's routes minimising total drive time (or distance), with a reason for every job left out.
+
+    `workers=2` also runs the other start strategy in a forked process at the same time and keeps the better
+    plan (there are two strategies, so more workers add nothing): worth it where a core is free. `progress`
+    hears from the first search only.
+    """
     day = _prepare(problem, travel)
     plannable = [j for j in problem.jobs if j.id in day.allowed]
-    order = _ortools_order(day, plannable, time_limit_s, objective, progress) if plannable else {}
+    order: dict[str, list[str]] | None = {}
+    if plannable:
+        strategies = _strategies(problem)[: max(1, workers)]
+        order = _portfolio(day, plannable, time_limit_s, objective, progress, strategies)
     solver = "ortools"
     if order is None:
         order, solver = _construct(day, plannable, objective), "fallback"
@@ -216,6 +226,63 @@ def solve(
     if broken:  # the construction only makes feasible moves, so this is a bug, not bad input
         raise RuntimeError(f"routing produced an infeasible plan: {broken[:3]}")
     return plan
+
+
+def _strategies(problem: Problem) -> list[str]:
+    """First-solution strategies, the better one for this shape of day first (measured: scripts/bench/)."""
+    shared_depot = len({(t.start, t.end) for t in problem.technicians}) == 1
+    return ["savings", "insertion"] if shared_depot else ["insertion", "savings"]
+
+
+def _portfolio(
+    day: _Day,
+    jobs: list[Job],
+    time_limit_s: float,
+    objective: Objective,
+    progress: Progress | None,
+    strategies: list[str],
+) -> dict[str, list[str]] | None:
+    """One OR-Tools search per strategy, the first here and the rest in forked processes meanwhile; the best wins."""
+    if len(strategies) == 1:
+        return _ortools_order(day, jobs, time_limit_s, objective, progress, strategies[0])
+    # Forked before our search starts: the solver holds the GIL, so nothing could be handed over later.
+    fork = multiprocessing.get_context("fork")
+    helpers = []
+    for strategy in strategies[1:]:
+        receive, send = fork.Pipe(duplex=False)
+        helper = fork.Process(target=_helper, args=(send, day, jobs, time_limit_s, objective, strategy), daemon=True)
+        helper.start()
+        send.close()
+        helpers.append((helper, receive))
+    orders = [_ortools_order(day, jobs, time_limit_s, objective, progress, strategies[0])]
+    for helper, receive in helpers:
+        try:
+            orders.append(receive.recv() if receive.poll(time_limit_s + 30) else None)
+        except (EOFError, OSError):  # a lost helper costs quality, never the plan
+            orders.append(None)
+        finally:
+            receive.close()
+            helper.join(timeout=1)
+            if helper.is_alive():
+                helper.kill()
+    found = [o for o in orders if o is not None]
+
+    def score(order: dict[str, list[str]]) -> tuple[int, int]:
+        plan, _ = _plan(day, order, "")
+        return len(plan.unassigned), plan.drive_s if objective == "time" else plan.distance_m
+
+    return min(found, key=score) if found else None
+
+
+def _helper(send: Any, *args: Any) -> None:
+    """A forked second search: sends its routes (or None) back through the pipe."""
+    day, jobs, time_limit_s, objective, strategy = args
+    try:
+        send.send(_ortools_order(day, jobs, time_limit_s, objective, None, strategy))
+    except Exception:
+        send.send(None)
+    finally:
+        send.close()
 
 
 class _Known:
@@ -231,7 +298,12 @@ class _Known:
 
 
 def _ortools_order(
-    day: _Day, jobs: list[Job], time_limit_s: float, objective: Objective, progress: Progress | None
+    day: _Day,
+    jobs: list[Job],
+    time_limit_s: float,
+    objective: Objective,
+    progress: Progress | None,
+    strategy: str = "insertion",
 ) -> dict[str, list[str]] | None:
     """Routes from OR-Tools, or None when it found no solution in time."""
     from ortools.constraint_solver import pywrapcp
@@ -240,6 +312,7 @@ def _ortools_order(
     n, v = len(jobs), len(techs)
     # Nodes: jobs, then each technician's start, then each technician's end (None: a free "day ends here").
     pts: list[int | None] = [day.point[j.location] for j in jobs if j.location is not None]
+    assert len(pts) == n, "only jobs with coordinates reach the solver"
     pts += [day.point[t.start] for t in techs] + [None if t.end is None else day.point[t.end] for t in techs]
     service = [j.service_s for j in jobs] + [0] * (2 * v)
     size = n + 2 * v
@@ -299,8 +372,7 @@ def _ortools_order(
                 slack = (size + 2) * (2 - routing.ActiveVar(ia) - routing.ActiveVar(ib))
                 cp.Add(rank.CumulVar(ia) + 1 <= rank.CumulVar(ib) + slack)
 
-    shared_depot = len({(t.start, t.end) for t in techs}) == 1
-    params = _search_parameters(time_limit_s, shared_depot)
+    params = _search_parameters(time_limit_s, strategy)
     if progress is not None:
         began = time.monotonic()
         routing.AddAtSolutionCallback(lambda: progress(time.monotonic() - began, routing.CostVar().Value()))
@@ -318,17 +390,17 @@ def _ortools_order(
     return order
 
 
-def _search_parameters(time_limit_s: float, shared_depot: bool) -> Any:
-    """Guided local search from an insertion heuristic; choices measured with scripts/bench/ (README there)."""
+def _search_parameters(time_limit_s: float, strategy: str) -> Any:
+    """Guided local search from a savings or an insertion start; choices measured with scripts/bench/ (README)."""
     from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
     first = routing_enums_pb2.FirstSolutionStrategy
     params = pywrapcp.DefaultRoutingSearchParameters()
     params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
-    if shared_depot:  # savings merges routes out of one depot: clearly better on Solomon
+    if strategy == "savings":  # merges routes out of one depot: clearly better on Solomon
         params.first_solution_strategy = first.SAVINGS
         params.guided_local_search_lambda_coefficient = 0.3
-    else:  # technicians starting from their own homes
+    else:  # insertion: better when technicians start from their own homes
         params.first_solution_strategy = first.PARALLEL_CHEAPEST_INSERTION
     params.use_full_propagation = True
     params.time_limit.FromMilliseconds(max(1, int(time_limit_s * 1000)))
