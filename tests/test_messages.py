@@ -161,9 +161,8 @@ def test_j2_a_send_that_died_after_reaching_twilio_is_not_sent_again(
     with app.app_context(), pytest.raises(Exception):
         send_text(t.id, str(row["id"]))
     assert rows(app, t)[0]["status"] == "sending"
-    with app.app_context():
-        with pytest.raises(RuntimeError):  # a retry while that attempt may still be in flight waits
-            send_text(t.id, str(row["id"]))
+    with app.app_context(), pytest.raises(RuntimeError):  # a retry while that attempt may still be in flight waits
+        send_text(t.id, str(row["id"]))
     _age_attempt(app, t, row["id"])
     with app.app_context():
         assert send_text(t.id, str(row["id"])) == "sent"  # the later retry asks Twilio first
@@ -324,10 +323,19 @@ def test_owner_sees_the_thread_and_replies_and_sets_the_number(
         follow_redirects=True,
     )
     assert "isn&#39;t a number in our Twilio account" in bad.get_data(as_text=True)
-    good = owner.post(
-        "/integrations/sms", {"sms_number": number, "csrf_token": csrf_from(integrations)}, follow_redirects=True
+    # A number in the account but assigned to another business (or to none) is refused too.
+    other = "+17375559911"
+    twilio_fake.add_number(other, friendly_name="fieldday:someone-else")
+    taken = owner.post(
+        "/integrations/sms", {"sms_number": other, "csrf_token": csrf_from(integrations)}, follow_redirects=True
     )
-    assert f"Texts now go out from {number}" in good.get_data(as_text=True)
+    assert "isn&#39;t assigned to your business" in taken.get_data(as_text=True)
+    mine = "+17375559912"
+    twilio_fake.add_number(mine, friendly_name=f"fieldday:{t.subdomain}")
+    good = owner.post(
+        "/integrations/sms", {"sms_number": mine, "csrf_token": csrf_from(integrations)}, follow_redirects=True
+    )
+    assert f"Texts now go out from {mine}" in good.get_data(as_text=True)
 
 
 def test_reminders_over_a_simulated_day_go_out_once_at_the_businesss_hour(

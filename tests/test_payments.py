@@ -807,9 +807,12 @@ def test_a_balance_is_never_paid_twice_by_card_link_and_cash(
             db.session.get(Tenant, t.id), b, success_url="http://x/", cancel_url="http://x/"
         )
 
-    with pytest.raises(Exception, match="no longer open for payment"):
-        with app.app_context(), tenant_context(t.id, db.session):
-            try:
-                cancel_and_link()
-            finally:
-                db.session.rollback()
+    with (
+        pytest.raises(Exception, match="no longer open for payment"),
+        app.app_context(),
+        tenant_context(t.id, db.session),
+    ):
+        try:
+            cancel_and_link()
+        finally:
+            db.session.rollback()

@@ -115,6 +115,11 @@ def sms_number():
     if not owned:
         flash(f"{number} isn't a number in our Twilio account.", "error")
         return redirect(url_for("dashboard.integrations"))
+    # Numbers are assigned to businesses by the platform (Twilio friendly name "fieldday:<subdomain>"),
+    # so no business can claim another's number and read its customers' texts.
+    if owned[0].friendly_name != f"fieldday:{tenant.subdomain}":
+        flash(f"{number} isn't assigned to your business yet. Ask Fieldday support to assign a number.", "error")
+        return redirect(url_for("dashboard.integrations"))
     other = db.session.execute(db.text("SELECT public.tenant_id_for_sms_number(:n)"), {"n": number}).scalar()
     if other is not None and other != tenant.id:
         flash("That number already belongs to another business.", "error")

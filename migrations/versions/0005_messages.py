@@ -17,7 +17,8 @@ depends_on = None
 
 COLUMNS = [
     # The business's Twilio number (E.164): inbound texts find their business by it.
-    "ALTER TABLE tenants ADD COLUMN sms_number text CONSTRAINT ck_tenants_sms_number CHECK (sms_number ~ '^\\+[1-9][0-9]{6,14}$')",
+    "ALTER TABLE tenants ADD COLUMN sms_number text"
+    " CONSTRAINT ck_tenants_sms_number CHECK (sms_number ~ '^\\+[1-9][0-9]{6,14}$')",
     "CREATE UNIQUE INDEX uq_tenants_sms_number ON tenants (sms_number) WHERE sms_number IS NOT NULL",
     # Day-before reminders go out at this local hour (the owner's choice).
     "ALTER TABLE tenants ADD COLUMN reminder_hour integer NOT NULL DEFAULT 17"
