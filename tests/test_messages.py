@@ -4,7 +4,8 @@ to the right business."""
 
 from __future__ import annotations
 
-import random
+import itertools
+import os
 import uuid
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ import pytest
 
 from tests.test_booking import book, request, tomorrow_at
 
+_numbers = itertools.count((os.getpid() % 500) * 10_000 + 2_000_000)
 INBOUND = "http://app.localhost/webhooks/twilio/sms"
 STATUS = "http://app.localhost/webhooks/twilio/status"
 
@@ -22,7 +24,7 @@ def texting(app, t, twilio_fake) -> str:
     from tenants.context import tenant_context
     from tenants.models import Tenant
 
-    number = f"+1737555{random.randrange(10_000):04d}"
+    number = f"+1737{next(_numbers):07d}"  # unique in this run: tenants.sms_number is unique
     twilio_fake.add_number(number)
     with app.app_context(), tenant_context(t.id, db.session):
         db.session.get(Tenant, t.id).sms_number = number
