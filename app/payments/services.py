@@ -226,6 +226,79 @@ def _attempt_id(booking: Booking, attempt: int) -> uuid.UUID:
     return uuid.uuid5(booking.id, f"balance:{attempt}")
 
 
+def _balance_attempt(
+    tenant: Tenant, booking: Booking, due: int, *, tip_cents: int = 0, card: Payment | None = None
+) -> Payment:
+    """The pending row for one try at the balance (off-session with ``card``, or by pay link)."""
+    attempt = _next_attempt(booking)
+    payment = Payment(
+        id=_attempt_id(booking, attempt),
+        tenant_id=tenant.id,
+        booking_id=booking.id,
+        kind="balance",
+        method="card",
+        status="pending",
+        amount_cents=due,
+        tip_cents=tip_cents,
+        currency=booking.currency,
+        application_fee_cents=rules.platform_fee(tenant.plan, due + tip_cents),
+        attempt=attempt,
+        stripe_account_id=tenant.stripe_account_id,
+    )
+    if card is not None:
+        payment.stripe_customer_id = card.stripe_customer_id
+        payment.stripe_payment_method_id = card.stripe_payment_method_id
+        payment.card_brand, payment.card_last4 = card.card_brand, card.card_last4
+    db.session.add(payment)
+    db.session.flush()
+    return payment
+
+
+def _open_session(
+    booking: Booking,
+    payment: Payment,
+    *,
+    label: str,
+    success_url: str,
+    cancel_url: str,
+    idempotency_key: str,
+    extra: dict,
+) -> None:
+    """A Checkout Session on the connected account for ``payment``: a direct charge with our fee,
+    metadata naming business, booking and payment. ``extra`` adds the deposit's or pay link's own
+    parameters (``payment_intent_data`` entries are merged)."""
+    intent_data = {
+        "application_fee_amount": payment.application_fee_cents,
+        "description": f"{label} for booking {booking.reference}",
+        "metadata": _metadata(booking, payment),
+        **extra.pop("payment_intent_data", {}),
+    }
+    params = {
+        "mode": "payment",
+        "line_items": [
+            {
+                "price_data": {
+                    "currency": booking.currency.lower(),
+                    "unit_amount": payment.amount_cents,
+                    "product_data": {"name": f"{label} · {_describe(booking)}"[:250]},
+                },
+                "quantity": 1,
+            }
+        ],
+        "payment_intent_data": intent_data,
+        "metadata": _metadata(booking, payment),
+        "client_reference_id": str(booking.id),
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        **extra,
+    }
+    session = client().v1.checkout.sessions.create(
+        params=params, options=on_account(payment.stripe_account_id, idempotency_key)
+    )
+    payment.stripe_checkout_session_id = session.id
+    payment.checkout_url = session.url
+
+
 def _expire_balance_sessions(booking: Booking) -> None:
     """Close the booking's open pay-link sessions before money moves another way (cash, the saved
     card, a new link), so the customer can't pay the same balance twice."""
@@ -310,39 +383,22 @@ def open_deposit_checkout(tenant: Tenant, booking: Booking, *, success_url: str,
     # Stable across retries (the idempotency key needs the same parameters) and long enough for
     # Stripe (30 min to 24 h): the hold-expiry job expires the session when the hold ends.
     expires = payment.created_at + CHECKOUT_LIFETIME
-    customer = booking.customer
-    params = {
-        "mode": "payment",
-        "line_items": [
-            {
-                "price_data": {
-                    "currency": booking.currency.lower(),
-                    "unit_amount": payment.amount_cents,
-                    "product_data": {"name": f"Deposit · {_describe(booking)}"[:250]},
-                },
-                "quantity": 1,
-            }
-        ],
+    extra = {
         "customer_creation": "always",
-        "payment_intent_data": {
-            "setup_future_usage": "off_session",
-            "application_fee_amount": payment.application_fee_cents,
-            "description": f"Deposit for booking {booking.reference}",
-            "metadata": _metadata(booking, payment),
-        },
-        "metadata": _metadata(booking, payment),
-        "client_reference_id": str(booking.id),
-        "success_url": success_url,
-        "cancel_url": cancel_url,
+        "payment_intent_data": {"setup_future_usage": "off_session"},
         "expires_at": int(expires.timestamp()),
     }
-    if customer.email:
-        params["customer_email"] = customer.email
-    session = client().v1.checkout.sessions.create(
-        params=params, options=on_account(payment.stripe_account_id, f"deposit:{booking.id}")
+    if booking.customer.email:
+        extra["customer_email"] = booking.customer.email
+    _open_session(
+        booking,
+        payment,
+        label="Deposit",
+        success_url=success_url,
+        cancel_url=cancel_url,
+        idempotency_key=f"deposit:{booking.id}",
+        extra=extra,
     )
-    payment.stripe_checkout_session_id = session.id
-    payment.checkout_url = session.url
     db.session.flush()
     return payment
 
@@ -543,27 +599,8 @@ def charge_balance(booking_id: uuid.UUID, *, tip_cents: int = 0, now: datetime |
         return "no_card"
     if due + tip_cents < rules.STRIPE_MIN_CENTS:
         return "below_minimum"
-    attempt = _next_attempt(booking)
-    payment = Payment(
-        id=_attempt_id(booking, attempt),
-        tenant_id=tenant.id,
-        booking_id=booking.id,
-        kind="balance",
-        method="card",
-        status="pending",
-        amount_cents=due,
-        tip_cents=tip_cents,
-        currency=booking.currency,
-        application_fee_cents=rules.platform_fee(tenant.plan, due + tip_cents),
-        attempt=attempt,
-        stripe_account_id=tenant.stripe_account_id,
-        stripe_customer_id=card.stripe_customer_id,
-        stripe_payment_method_id=card.stripe_payment_method_id,
-        card_brand=card.card_brand,
-        card_last4=card.card_last4,
-    )
-    db.session.add(payment)
-    db.session.flush()
+    payment = _balance_attempt(tenant, booking, due, tip_cents=tip_cents, card=card)
+    attempt = payment.attempt
     try:
         intent = client().v1.payment_intents.create(
             params={
@@ -641,55 +678,22 @@ def open_balance_checkout(tenant: Tenant, booking: Booking, *, success_url: str,
     if due < rules.STRIPE_MIN_CENTS:
         raise PaymentsUnavailable("The amount left is below what cards can be charged. Please pay in person.")
     card = saved_card(booking)
-    attempt = _next_attempt(booking)
-    payment = Payment(
-        id=_attempt_id(booking, attempt),
-        tenant_id=tenant.id,
-        booking_id=booking.id,
-        kind="balance",
-        method="card",
-        status="pending",
-        amount_cents=due,
-        currency=booking.currency,
-        application_fee_cents=rules.platform_fee(tenant.plan, due),
-        attempt=attempt,
-        stripe_account_id=tenant.stripe_account_id,
-    )
-    db.session.add(payment)
-    db.session.flush()
-    params = {
-        "mode": "payment",
-        "line_items": [
-            {
-                "price_data": {
-                    "currency": booking.currency.lower(),
-                    "unit_amount": due,
-                    "product_data": {"name": f"Balance · {_describe(booking)}"[:250]},
-                },
-                "quantity": 1,
-            }
-        ],
-        "payment_intent_data": {
-            "application_fee_amount": payment.application_fee_cents,
-            "description": f"Balance for booking {booking.reference}",
-            "metadata": _metadata(booking, payment),
-        },
-        "metadata": _metadata(booking, payment),
-        "client_reference_id": str(booking.id),
-        "success_url": success_url,
-        "cancel_url": cancel_url,
-    }
+    payment = _balance_attempt(tenant, booking, due)
     if card is not None and card.stripe_account_id == tenant.stripe_account_id:
-        params["customer"] = card.stripe_customer_id
+        extra = {"customer": card.stripe_customer_id}
     else:
-        params["customer_creation"] = "always"
+        extra = {"customer_creation": "always"}
         if booking.customer.email:
-            params["customer_email"] = booking.customer.email
-    session = client().v1.checkout.sessions.create(
-        params=params, options=on_account(tenant.stripe_account_id, f"paylink:{booking.id}:{attempt}")
+            extra["customer_email"] = booking.customer.email
+    _open_session(
+        booking,
+        payment,
+        label="Balance",
+        success_url=success_url,
+        cancel_url=cancel_url,
+        idempotency_key=f"paylink:{booking.id}:{payment.attempt}",
+        extra=extra,
     )
-    payment.stripe_checkout_session_id = session.id
-    payment.checkout_url = session.url
     db.session.flush()
     return payment
 
