@@ -42,6 +42,7 @@ class Tenant(db.Model):
     stripe_connected_at: Mapped[datetime | None]
     sms_number: Mapped[str | None]
     reminder_hour: Mapped[int] = mapped_column(default=17)
+    google_review_url: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

@@ -28,6 +28,7 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     last_login_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    is_platform_admin: Mapped[bool] = mapped_column(default=False)  # set by `flask platform-admin` only
 
     @property
     def is_active(self) -> bool:  # Flask-Login

@@ -117,6 +117,8 @@ class Booking(db.Model):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     eta_at: Mapped[datetime | None]
+    eta_texted_for: Mapped[datetime | None]  # the last ETA we texted the customer
+    eta_texted_at: Mapped[datetime | None]
     route_position: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

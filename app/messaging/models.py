@@ -31,6 +31,7 @@ class Message(db.Model):
     direction: Mapped[str]
     channel: Mapped[str] = mapped_column(default="sms")
     kind: Mapped[str]
+    subject: Mapped[str | None]  # e-mails
     body: Mapped[str]
     to_addr: Mapped[str]
     from_addr: Mapped[str | None]
