@@ -141,6 +141,7 @@ PERIODIC: list[tuple[int, str]] = [
     (120, "app.payments.jobs:sweep_stripe_events"),
     (120, "app.messaging.jobs:sweep_queued_texts"),
     (300, "app.messaging.jobs:sweep_reminders"),
+    (3600, "app.messaging.jobs:sweep_payment_reminders"),
 ]
 
 

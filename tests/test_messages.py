@@ -146,7 +146,10 @@ def test_businesses_without_a_number_send_no_texts(app, make_tenant, seed_bookin
     f = seed_booking(t)
     book(app, t, request(f, tomorrow_at(10), phone="+15125550402"))
     run_jobs()
-    assert rows(app, t) == [] and sent_to(twilio_fake, "+15125550402") == []
+    assert sent_to(twilio_fake, "+15125550402") == []
+    # No text and no e-mail to fall back on: the owner sees why the confirmation didn't go.
+    (row,) = rows(app, t)
+    assert row["kind"] == "confirmation" and row["status"] == "skipped"
 
 
 def test_j2_a_send_that_died_after_reaching_twilio_is_not_sent_again(

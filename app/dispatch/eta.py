@@ -232,28 +232,89 @@ def recompute_etas(
     return changes
 
 
-# Hooks for the messaging issue --------------------------------------------------------------------
+# Customer texts ---------------------------------------------------------------------------------
+
+# A new ETA is texted when it moves this far from what the customer last heard (the booked time,
+# or the ETA we texted), and at most once per stop per ``ETA_TEXT_EVERY``: a running-late day
+# shouldn't buzz a customer every few minutes.
+ETA_TEXT_THRESHOLD = timedelta(minutes=15)
+ETA_TEXT_EVERY = timedelta(minutes=30)
 
 
-def notify_on_my_way(booking: Booking) -> None:
-    """Text the customer that the technician is on the way, with ``booking.eta_at`` (once per
-    booking: the outbox's dedupe key). Called after the action's commit; commits the outbox row."""
-    from app.messaging.services import queue_text
+def _eta_values(booking: Booking, tenant, eta: datetime) -> dict[str, str]:
     from app.web.filters import clock
+
+    tz = ZoneInfo(tenant.time_zone)
+    return {
+        "technician": booking.technician.name.split()[0] if booking.technician else "Your technician",
+        "eta": clock(eta.astimezone(tz)),
+        "address": booking.address.one_line if booking.address else "",
+        "reference": booking.reference,
+    }
+
+
+def notify_on_my_way(booking: Booking, *, now: datetime | None = None) -> None:
+    """Tell the customer the technician is on the way, with ``booking.eta_at`` (else the booked
+    time), once per booking (the outbox's dedupe key). Called after the action's commit; commits."""
+    from datetime import UTC
+
+    from app.messaging.services import notify
     from tenants.models import Tenant
 
     tenant = db.session.get(Tenant, booking.tenant_id)
-    tech = booking.technician.name.split()[0] if booking.technician else "Your technician"
-    when = f", arriving about {clock(booking.eta_at.astimezone(ZoneInfo(tenant.time_zone)))}" if booking.eta_at else ""
-    body = f"{tenant.name}: {tech} is on the way{when}."
-    queue_text(tenant, booking.customer, "on_my_way", body, booking_id=booking.id, dedupe_key=f"on_my_way:{booking.id}")
+    eta = booking.eta_at or booking.starts_at
+    sent = notify(
+        tenant,
+        booking.customer,
+        "on_my_way",
+        _eta_values(booking, tenant, eta),
+        booking_id=booking.id,
+        dedupe_key=f"on_my_way:{booking.id}",
+    )
+    if sent is not None and sent.status != "skipped":
+        booking.eta_texted_for, booking.eta_texted_at = eta, now or datetime.now(UTC)
     db.session.commit()
 
 
-def notify_new_etas(changes: list[EtaChange]) -> None:
-    """Text the customers whose ETA moved (``recompute_etas``'s answer).
+def notify_new_etas(changes: list[EtaChange], *, now: datetime | None = None) -> int:
+    """Tell the customers whose expected arrival moved by ``ETA_TEXT_THRESHOLD`` or more from what
+    they last heard (``recompute_etas``'s answer). Called after the action's commit; commits."""
+    from datetime import UTC
 
-    A no-op for now, like ``notify_on_my_way``: the messaging issue decides when a change is worth
-    a text (e.g. at least 10 minutes, at most one per stop per half hour). Call it after the commit.
-    """
-    return None
+    from app.messaging.services import notify
+    from tenants.models import Tenant
+
+    now = now or datetime.now(UTC)
+    told = 0
+    for booking_id, _old, new in changes:
+        booking = db.session.get(Booking, (_tenant_id(), booking_id))
+        if booking is None or booking.status != "confirmed" or booking.on_way_at is not None:
+            continue  # on the way: the on-my-way ETA stands
+        expected = new or booking.starts_at
+        heard = booking.eta_texted_for or booking.starts_at
+        if abs(expected - heard) < ETA_TEXT_THRESHOLD:
+            continue
+        if booking.eta_texted_at is not None and now - booking.eta_texted_at < ETA_TEXT_EVERY:
+            continue
+        tenant = db.session.get(Tenant, booking.tenant_id)
+        values = _eta_values(booking, tenant, expected)
+        values["previous_eta"] = _eta_values(booking, tenant, heard)["eta"]
+        sent = notify(
+            tenant,
+            booking.customer,
+            "eta_changed",
+            values,
+            booking_id=booking.id,
+            dedupe_key=f"eta_changed:{booking.id}:{expected.astimezone(UTC):%Y%m%dT%H%M}",
+        )
+        if sent is not None and sent.status != "skipped":
+            booking.eta_texted_for, booking.eta_texted_at = expected, now
+            told += 1
+    db.session.commit()
+    return told
+
+
+def _tenant_id() -> uuid.UUID:
+    from tenants.context import current_tenant_id
+
+    return current_tenant_id()

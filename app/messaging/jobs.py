@@ -44,9 +44,37 @@ def queue_reminders(tenant_id: uuid.UUID) -> int:
 
 
 def sweep_reminders() -> int:
-    """`flask cron`, every five minutes: each texting business checks whether reminders are due."""
-    ids = list(db.session.execute(text("SELECT public.tenants_with_texting()")).scalars())
+    """`flask cron`, every five minutes: each business with confirmed bookings in the next two days
+    checks whether its reminders are due (by text or e-mail; ids only cross tenants here)."""
+    now = datetime.now(UTC)
+    ids = list(
+        db.session.execute(
+            text("SELECT public.tenants_with_bookings_starting(:a, :b)"), {"a": now, "b": now + timedelta(days=2)}
+        ).scalars()
+    )
     db.session.rollback()
     for tenant_id in ids:
         queue_reminders.enqueue(tenant_id)
+    return len(ids)
+
+
+@job("default")
+def queue_payment_reminders(tenant_id: uuid.UUID) -> int:
+    from tenants.models import Tenant
+
+    return services.queue_payment_reminders(db.session.get(Tenant, tenant_id), now=datetime.now(UTC))
+
+
+def sweep_payment_reminders() -> int:
+    """`flask cron`, hourly: businesses with finished, unpaid jobs 7 to 21 days old."""
+    now = datetime.now(UTC)
+    window = (now - timedelta(days=21), now - timedelta(days=7))
+    ids = list(
+        db.session.execute(
+            text("SELECT public.tenants_with_unpaid_completed(:a, :b)"), {"a": window[0], "b": window[1]}
+        ).scalars()
+    )
+    db.session.rollback()
+    for tenant_id in ids:
+        queue_payment_reminders.enqueue(tenant_id)
     return len(ids)

@@ -45,3 +45,16 @@ class Message(db.Model):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     sent_at: Mapped[datetime | None]
     status_at: Mapped[datetime | None]
+
+
+class MessageTemplate(db.Model):
+    """An owner's wording of one automatic message (``app.messaging.templating`` has the defaults)."""
+
+    __tablename__ = "message_templates"
+    __table_args__ = (ForeignKeyConstraint(["tenant_id", "updated_by"], ["users.tenant_id", "users.id"]),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("tenants.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(primary_key=True)
+    body: Mapped[str]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))

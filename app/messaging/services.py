@@ -86,6 +86,8 @@ def queue_text(
         return None
     if customer.sms_opted_out_at is not None and kind != "reply":
         return None
+    if sms_left(tenant) <= 0:
+        raise QuotaReached(sms_quota_text(tenant))
     message = Message(
         tenant_id=tenant.id,
         customer_id=customer.id,
@@ -112,8 +114,57 @@ def queue_text(
     return message
 
 
+class QuotaReached(Exception):
+    """The business has used this month's texts (its plan's allowance)."""
+
+
+def month_start(tenant, now: datetime | None = None) -> datetime:
+    """The start of the business's current month, in its own time zone (as a UTC instant)."""
+    from zoneinfo import ZoneInfo
+
+    local = (now or _now()).astimezone(ZoneInfo(tenant.time_zone))
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+def sms_used(tenant, now: datetime | None = None) -> int:
+    """Texts this month that went (or are going) out; skipped and failed ones don't count."""
+    return db.session.scalar(
+        db.select(db.func.count())
+        .select_from(Message)
+        .where(
+            Message.tenant_id == tenant.id,
+            Message.direction == "out",
+            Message.channel == "sms",
+            Message.status.not_in(("skipped", "failed")),
+            Message.created_at >= month_start(tenant, now),
+        )
+    )
+
+
+def sms_allowance(tenant) -> int:
+    from tenants.plans import get_plan
+
+    return get_plan(tenant.plan).sms_per_month
+
+
+def sms_left(tenant) -> int:
+    """Texts left this month. Takes a per-business transaction lock first, so two texts queued at
+    once can't both take the last one."""
+    db.session.execute(
+        db.text("SELECT pg_advisory_xact_lock(hashtextextended('sms-quota:' || :t, 0))"), {"t": str(tenant.id)}
+    )
+    return sms_allowance(tenant) - sms_used(tenant)
+
+
+def sms_quota_text(tenant) -> str:
+    return (
+        f"You've sent all {sms_allowance(tenant):,} texts your plan includes this month. "
+        "Automatic messages go by e-mail until the 1st; upgrade under Plan to keep texting."
+    )
+
+
 def send(message_id: uuid.UUID) -> str:
-    """The job: send one queued text, once."""
+    """The job: send one queued text (or e-mail), once."""
     from twilio.base.exceptions import TwilioRestException
 
     from tenants.context import current_tenant_id
@@ -127,6 +178,8 @@ def send(message_id: uuid.UUID) -> str:
     from app.customers.models import Customer
 
     customer = db.session.get(Customer, (tid, message.customer_id)) if message.customer_id else None
+    if message.channel == "email":
+        return _send_email(message)
     if customer is not None and customer.sms_opted_out_at is not None and message.kind != "reply":
         message.status, message.error_message = "skipped", "The customer opted out of texts (STOP)."
         return message.status
@@ -264,36 +317,52 @@ def record_status(params: dict) -> str | None:
 # What we text, and when ---------------------------------------------------------------------------
 
 
-def booking_confirmed(booking) -> Message | None:
-    """The confirmation text, with the manage-my-booking link."""
+def _booking_values(tenant, booking) -> dict[str, str]:
+    from zoneinfo import ZoneInfo
+
     from app.booking.tokens import make_manage_token
     from app.urls import site_url
-    from app.web.filters import local_long
+    from app.web.filters import clock, local_long
+
+    tz = ZoneInfo(tenant.time_zone)
+    return {
+        "when": local_long(booking.starts_at, tenant),
+        "time": clock(booking.starts_at.astimezone(tz)),
+        "service": ", ".join(i.name for i in booking.items),
+        "address": booking.address.one_line if booking.address else "",
+        "reference": booking.reference,
+        "manage_link": site_url(
+            tenant.subdomain, f"/b/{make_manage_token(tenant.id, booking.id, booking.token_version)}"
+        ),
+        "arrival_window": (
+            f"We arrive within {booking.arrival_window_min} minutes of that time." if booking.arrival_window_min else ""
+        ),
+    }
+
+
+def booking_confirmed(booking) -> Message | None:
+    """The confirmation (text, else e-mail), with the manage-my-booking link."""
     from tenants.models import Tenant
 
     tenant = db.session.get(Tenant, booking.tenant_id)
-    if not texts_enabled(tenant):
-        return None
-    link = site_url(tenant.subdomain, f"/b/{make_manage_token(tenant.id, booking.id, booking.token_version)}")
-    service = ", ".join(i.name for i in booking.items)
-    when = local_long(booking.starts_at, tenant)
-    body = f"{tenant.name}: you're booked for {when} ({service}). To move or cancel: {link}"
-    return queue_text(
-        tenant, booking.customer, "confirmation", body, booking_id=booking.id, dedupe_key=f"confirmation:{booking.id}"
+    return notify(
+        tenant,
+        booking.customer,
+        "confirmation",
+        _booking_values(tenant, booking),
+        booking_id=booking.id,
+        dedupe_key=f"confirmation:{booking.id}",
     )
 
 
 def queue_reminders(tenant, *, now: datetime) -> int:
     """Day-before reminders: once the business's local clock passes its reminder hour, every
-    active booking of tomorrow (local) gets one reminder (the dedupe key makes re-runs free)."""
+    confirmed booking of tomorrow (local) gets one reminder (the dedupe key makes re-runs free)."""
     from zoneinfo import ZoneInfo
 
     from app.booking.availability import local_day_bounds
     from app.booking.models import Booking
-    from app.web.filters import clock
 
-    if not texts_enabled(tenant):
-        return 0
     tz = ZoneInfo(tenant.time_zone)
     local = now.astimezone(tz)
     if local.hour < tenant.reminder_hour:
@@ -301,24 +370,224 @@ def queue_reminders(tenant, *, now: datetime) -> int:
     start, end = local_day_bounds(local.date() + timedelta(days=1), tz)
     due = db.session.scalars(
         db.select(Booking)
-        .where(Booking.status.in_(("confirmed",)), Booking.starts_at >= start, Booking.starts_at < end)
+        .where(Booking.status == "confirmed", Booking.starts_at >= start, Booking.starts_at < end)
         .order_by(Booking.starts_at)
     )
     made = 0
     for booking in due:
-        when = clock(booking.starts_at.astimezone(tz))
-        body = f"{tenant.name}: a reminder that we'll see you tomorrow at {when} ({booking.address.one_line})."
-        if booking.arrival_window_min:
-            body = body[:-1] + f"; we arrive within {booking.arrival_window_min} min of that time."
         made += bool(
-            queue_text(
+            notify(
                 tenant,
                 booking.customer,
                 "reminder",
-                body,
+                _booking_values(tenant, booking),
                 booking_id=booking.id,
                 # Per date: a booking moved after its reminder gets one for its new day.
                 dedupe_key=f"reminder:{booking.id}:{booking.starts_at.astimezone(tz).date().isoformat()}",
             )
         )
     return made
+
+
+PAYMENT_REMINDER_DAYS = (7, 14)
+
+
+def queue_payment_reminders(tenant, *, now: datetime) -> int:
+    """7 and 14 days after a finished job that still has money owing, a reminder with the pay link
+    (once each; a job found late gets only the reminder for its age, never both at once)."""
+    from app.booking.models import Booking
+    from app.catalog.services import format_money as money
+    from app.payments import services as payments
+    from app.payments.tokens import make_pay_token
+    from app.urls import site_url
+
+    finished = db.func.coalesce(Booking.finished_at, Booking.ends_at)
+    candidates = db.session.scalars(
+        db.select(Booking)
+        .where(
+            Booking.status == "completed",
+            Booking.payment_status.in_(("unpaid", "partly_paid", "action_required", "failed")),
+            finished <= now - timedelta(days=PAYMENT_REMINDER_DAYS[0]),
+            finished > now - timedelta(days=PAYMENT_REMINDER_DAYS[-1] + 7),
+        )
+        .order_by(finished)
+    )
+    made = 0
+    for booking in candidates:
+        age = now - (booking.finished_at or booking.ends_at)
+        step = max(d for d in PAYMENT_REMINDER_DAYS if age >= timedelta(days=d))
+        due = payments.balance_due(booking)
+        if due <= 0:
+            continue
+        link = site_url(tenant.subdomain, f"/pay/{make_pay_token(tenant.id, booking.id)}")
+        made += bool(
+            notify(
+                tenant,
+                booking.customer,
+                "payment_reminder",
+                {
+                    "amount": money(due, booking.currency),
+                    "reference": booking.reference,
+                    "pay_link": link,
+                    "service": ", ".join(i.name for i in booking.items),
+                },
+                booking_id=booking.id,
+                dedupe_key=f"payment_reminder:{booking.id}:{step}",
+            )
+        )
+    return made
+
+
+def notify(
+    tenant,
+    customer,
+    kind: str,
+    values: dict[str, str],
+    *,
+    booking_id: uuid.UUID | None = None,
+    dedupe_key: str | None = None,
+) -> Message | None:
+    """An automatic message of ``kind`` (see ``templating.KINDS``) in the owner's wording: by text
+    when we can, else by e-mail (no mobile, opted out of texts, texts off, or the month's texts used
+    up). Once per ``dedupe_key`` whichever way it went. When neither way reaches the customer, a
+    ``skipped`` row says why, so the owner sees it instead of wondering."""
+    from app.messaging import templating
+
+    if customer is None:
+        return None
+    values = {"business": tenant.name, "customer_first_name": _first_name(customer), **values}
+    body = templating.render(tenant.id, kind, values)
+    if dedupe_key and _exists(dedupe_key):
+        return None
+    reason = _why_no_text(tenant, customer)
+    if reason is None:
+        try:
+            return queue_text(tenant, customer, kind, body, booking_id=booking_id, dedupe_key=dedupe_key)
+        except QuotaReached as exc:
+            reason = str(exc)
+    if customer.email:
+        return queue_email(
+            tenant,
+            customer,
+            kind,
+            templating.subject(kind, values),
+            body,
+            booking_id=booking_id,
+            dedupe_key=dedupe_key,
+        )
+    return _skipped(tenant, customer, kind, body, booking_id, dedupe_key, reason + " There is no e-mail either.")
+
+
+def _why_no_text(tenant, customer) -> str | None:
+    if not texts_enabled(tenant):
+        return "Texts are off (no Twilio number under Integrations)."
+    if not customer.phone:
+        return "The customer has no mobile number."
+    if customer.sms_opted_out_at is not None:
+        return "The customer opted out of texts (STOP)."
+    return None
+
+
+def _exists(dedupe_key: str) -> bool:
+    return db.session.scalar(db.select(Message.id).where(Message.dedupe_key == dedupe_key).limit(1)) is not None
+
+
+def _skipped(tenant, customer, kind, body, booking_id, dedupe_key, reason: str) -> Message | None:
+    message = Message(
+        tenant_id=tenant.id,
+        customer_id=customer.id,
+        booking_id=booking_id,
+        direction="out",
+        channel="sms",
+        kind=kind,
+        body=body[:1600],
+        to_addr=customer.phone or customer.email or "-",
+        from_addr=tenant.sms_number,
+        status="skipped",
+        error_message=reason[:300],
+        dedupe_key=dedupe_key,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(message)
+            db.session.flush()
+    except IntegrityError:
+        return None
+    return message
+
+
+def queue_email(
+    tenant,
+    customer,
+    kind: str,
+    subject: str,
+    body: str,
+    *,
+    booking_id: uuid.UUID | None = None,
+    dedupe_key: str | None = None,
+) -> Message | None:
+    """Put an e-mail in the outbox (same rules as texts: once per dedupe key, sent after commit)."""
+    if customer is None or not customer.email:
+        return None
+    message = Message(
+        tenant_id=tenant.id,
+        customer_id=customer.id,
+        booking_id=booking_id,
+        direction="out",
+        channel="email",
+        kind=kind,
+        subject=subject[:200],
+        body=body[:20000],
+        to_addr=customer.email,
+        from_addr=tenant.contact_email,
+        status="queued",
+        dedupe_key=dedupe_key,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(message)
+            db.session.flush()
+    except IntegrityError:
+        return None
+    from app.jobs import after_commit
+    from app.messaging.jobs import send_text
+
+    after_commit(send_text.enqueue, tenant.id, message.id)
+    return message
+
+
+def _send_email(message: Message) -> str:
+    """E-mail has no way to ask "did that go?", so a crash mid-send means at-least-once: the row
+    stays ``sending`` and the sweep sends it again after two minutes (a rare duplicate e-mail beats
+    a lost one). An SMTP refusal of the address is final; anything else is retried."""
+    import smtplib
+
+    from flask import render_template
+
+    from app.mail import send_email
+    from tenants.models import Tenant
+
+    if message.attempts >= MAX_ATTEMPTS:
+        message.status, message.error_message = (
+            "failed",
+            "Gave up after several attempts; the mail server kept failing.",
+        )
+        return message.status
+    message.status, message.sent_at = "sending", _now()
+    message.attempts += 1
+    db.session.commit()
+    tenant = db.session.get(Tenant, message.tenant_id)
+    text = render_template("email/notification.txt", tenant=tenant, body=message.body)
+    try:
+        message.provider_sid = send_email(
+            message.to_addr, message.subject or tenant.name, text, reply_to=tenant.contact_email
+        )
+    except smtplib.SMTPRecipientsRefused as exc:
+        message.status, message.error_message = "failed", f"The mail server refused the address: {exc}"[:300]
+        return message.status
+    message.status, message.status_at = "sent", _now()
+    return message.status
+
+
+def _first_name(customer) -> str:
+    return ((customer.name or "").split() or ["there"])[0] if customer is not None else "there"

@@ -333,6 +333,7 @@ def plan():
 
     from app.booking.models import Booking
     from app.customers.models import Customer
+    from app.messaging.services import sms_used
 
     local_now = datetime.now(ZoneInfo(tenant.time_zone))
     month_start = local_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
@@ -346,6 +347,6 @@ def plan():
         ("Technicians", technicians, current.technicians),
         ("Jobs this month", jobs, current.jobs_per_month),
         ("Customers", customers, current.customers),
-        ("SMS this month", 0, current.sms_per_month),
+        ("Texts this month", sms_used(tenant), current.sms_per_month),
     ]
     return render_template("dashboard/plan.html", plan=current, usage=usage)

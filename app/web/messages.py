@@ -56,6 +56,8 @@ def messages():
         selected=selected,
         conversation=conversation,
         texts_on=messaging.texts_enabled(g.tenant),
+        sms_used=messaging.sms_used(g.tenant),
+        sms_allowance=messaging.sms_allowance(g.tenant),
     )
 
 
@@ -75,7 +77,11 @@ def reply(customer_id: uuid.UUID):
     if customer.sms_opted_out_at is not None:
         flash(f"{customer.name} texted STOP: they get no texts until they text START.", "error")
         return back
-    message = messaging.queue_text(g.tenant, customer, "reply", body, sent_by=current_user.id)
+    try:
+        message = messaging.queue_text(g.tenant, customer, "reply", body, sent_by=current_user.id)
+    except messaging.QuotaReached as exc:
+        flash(str(exc), "error")
+        return back
     if message is None:
         flash("Texts are off: add your Twilio number under Integrations, and the customer needs a mobile.", "error")
         return back

@@ -193,8 +193,8 @@ def my_day_on_my_way(booking_id: uuid.UUID):
         flash(exc.message, "error")
         return _back(booking)
     db.session.commit()
-    eta.notify_on_my_way(booking)
-    eta.notify_new_etas(changes)
+    eta.notify_on_my_way(booking, now=now)
+    eta.notify_new_etas(changes, now=now)
     name = booking.customer.name
     if eta_at is not None:
         flash(f"On your way to {name}. ETA {_clock(eta_at)}.", "success")
@@ -216,7 +216,7 @@ def my_day_start(booking_id: uuid.UUID):
         flash(exc.message, "error")
         return _back(booking)
     db.session.commit()
-    eta.notify_new_etas(changes)
+    eta.notify_new_etas(changes, now=now)
     flash(f"Started {booking.customer.name}'s job at {_clock(now)}.", "success")
     return _back(booking)
 
@@ -246,7 +246,7 @@ def my_day_complete(booking_id: uuid.UUID):
         flash(exc.message, "error")
         return _back(booking)
     db.session.commit()
-    eta.notify_new_etas(changes)
+    eta.notify_new_etas(changes, now=now)
     flash(message or f"Job completed for {booking.customer.name}.", "success")
     return _back(booking)
 

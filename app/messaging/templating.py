@@ -1,0 +1,194 @@
+"""The words of every automatic message, which the owner may rewrite (Messages → Templates).
+
+A template is plain text with ``{variable}`` placeholders; each kind has its own variables. An
+owner's version is checked when saved (an unknown variable or a stray brace is refused with the
+list of what is allowed), so a template that renders at send time is never a surprise. The same
+text goes by SMS, or by e-mail when the customer has no mobile or opted out of texts.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from app.extensions import db
+
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+MAX_LENGTH = 1000
+
+
+class TemplateError(ValueError):
+    """An owner's template we can't render; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    label: str
+    when: str  # when it goes out, for the editor
+    subject: str  # the e-mail subject line ({business} allowed)
+    default: str
+    variables: tuple[str, ...]
+
+
+COMMON = ("business", "customer_first_name")
+
+KINDS: dict[str, Kind] = {
+    "confirmation": Kind(
+        "Booking confirmation",
+        "As soon as a booking is confirmed.",
+        "{business}: your booking is confirmed",
+        "{business}: you're booked for {when} ({service}). To move or cancel: {manage_link}",
+        COMMON + ("when", "service", "address", "reference", "manage_link"),
+    ),
+    "reminder": Kind(
+        "Day-before reminder",
+        "The day before, at the hour you choose in Integrations.",
+        "{business}: see you tomorrow",
+        "{business}: a reminder that we'll see you tomorrow at {time} ({address}). To move or cancel: {manage_link}",
+        COMMON + ("when", "time", "service", "address", "reference", "manage_link", "arrival_window"),
+    ),
+    "on_my_way": Kind(
+        "On my way",
+        "When the technician taps “On my way”.",
+        "{business}: we're on the way",
+        "{business}: {technician} is on the way, arriving about {eta}.",
+        COMMON + ("technician", "eta", "address", "reference"),
+    ),
+    "eta_changed": Kind(
+        "Arrival time changed",
+        "When an earlier job runs long and the expected arrival moves by 15 minutes or more.",
+        "{business}: new arrival time",
+        "{business}: {technician} now expects to arrive about {eta} (we said {previous_eta}). Sorry for the change.",
+        COMMON + ("technician", "eta", "previous_eta", "address", "reference"),
+    ),
+    "payment_reminder": Kind(
+        "Payment reminder",
+        "7 and 14 days after a finished job that still has money owing.",
+        "{business}: payment reminder for booking {reference}",
+        "{business}: a friendly reminder that {amount} is still due for booking {reference}. "
+        "Pay securely here: {pay_link}",
+        COMMON + ("amount", "reference", "pay_link", "service"),
+    ),
+    "review_request": Kind(
+        "Review request",
+        "After a job is marked complete (every customer, happy or not).",
+        "{business}: how did we do?",
+        "{business}: thanks for choosing us, {customer_first_name}! How did we do? It takes a minute: {review_link}",
+        COMMON + ("review_link", "service", "reference"),
+    ),
+}
+
+# What the preview fills in: realistic values, so the owner sees the length a customer will get.
+SAMPLE = {
+    "business": "Acme Mobile Detailing",
+    "customer_first_name": "Jordan",
+    "when": "Tue Nov 24, 9:00 AM",
+    "time": "9:00 AM",
+    "service": "Full detail",
+    "address": "1200 Main St, Austin",
+    "reference": "FD-7K2Q9",
+    "manage_link": "https://acme.fieldday.app/b/7Kq2…",
+    "arrival_window": "We arrive within 60 minutes of that time.",
+    "technician": "Sam",
+    "eta": "10:40 AM",
+    "previous_eta": "10:15 AM",
+    "amount": "$120.00",
+    "pay_link": "https://acme.fieldday.app/pay/9Xw…",
+    "review_link": "https://acme.fieldday.app/review/4Tz…",
+}
+
+
+def placeholders(body: str) -> list[str]:
+    return [m.group(1) for m in PLACEHOLDER.finditer(body)]
+
+
+def check(kind: str, body: str) -> str:
+    """An owner's template, tidied, or TemplateError saying exactly what is wrong."""
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise TemplateError("There is no such message.")
+    body = (body or "").replace("\r\n", "\n").strip()
+    if not body:
+        raise TemplateError("The message can't be empty.")
+    if len(body) > MAX_LENGTH:
+        raise TemplateError(f"Keep it under {MAX_LENGTH} characters (it has {len(body)}).")
+    allowed = ", ".join("{" + v + "}" for v in spec.variables)
+    unknown = [name for name in placeholders(body) if name not in spec.variables]
+    if unknown:
+        raise TemplateError(f"Unknown variable {{{unknown[0]}}}. You can use {allowed}.")
+    leftover = PLACEHOLDER.sub("", body)
+    if "{" in leftover or "}" in leftover:
+        raise TemplateError(f"A brace is not closed: write variables as {{name}}. You can use {allowed}.")
+    return body
+
+
+def fill(body: str, values: dict[str, str]) -> str:
+    """Put the values in; a variable with no value this time (no ETA known...) becomes empty and
+    the spaces around it are tidied."""
+    text = PLACEHOLDER.sub(lambda m: str(values.get(m.group(1)) or ""), body)
+    text = re.sub(r"[ \t]{2,}", " ", text)
+    return re.sub(r"\s+([.,!?;:)])", r"\1", text).strip()
+
+
+def body_for(tenant_id: uuid.UUID, kind: str) -> str:
+    """The owner's version of a message, else ours."""
+    from app.messaging.models import MessageTemplate
+
+    row = db.session.get(MessageTemplate, (tenant_id, kind))
+    return row.body if row is not None else KINDS[kind].default
+
+
+def render(tenant_id: uuid.UUID, kind: str, values: dict[str, str]) -> str:
+    body = body_for(tenant_id, kind)
+    try:
+        check(kind, body)
+    except TemplateError:
+        body = KINDS[kind].default  # a template that no longer checks (a variable we retired) never blocks a text
+    return fill(body, values)
+
+
+def subject(kind: str, values: dict[str, str]) -> str:
+    return fill(KINDS[kind].subject, values)
+
+
+def preview(kind: str, body: str) -> str:
+    """The template with sample values (raises TemplateError like ``check``)."""
+    return fill(check(kind, body), SAMPLE)
+
+
+def sms_segments(text: str) -> tuple[int, int]:
+    """(characters, SMS segments): 160/153 per segment in the GSM alphabet, 70/67 otherwise."""
+    gsm = all(ord(c) < 128 and c not in "`" for c in text)
+    single, multi = (160, 153) if gsm else (70, 67)
+    n = len(text)
+    return n, (1 if n <= single else -(-n // multi))
+
+
+def save(tenant_id: uuid.UUID, kind: str, body: str, *, user_id: uuid.UUID | None) -> str:
+    """Store the owner's version (checked); saving our default text removes the override."""
+    from app.messaging.models import MessageTemplate
+
+    body = check(kind, body)
+    row = db.session.get(MessageTemplate, (tenant_id, kind))
+    if body == KINDS[kind].default:
+        if row is not None:
+            db.session.delete(row)
+        db.session.flush()
+        return body
+    if row is None:
+        row = MessageTemplate(tenant_id=tenant_id, kind=kind, body=body)
+        db.session.add(row)
+    row.body, row.updated_at, row.updated_by = body, datetime.now(UTC), user_id
+    db.session.flush()
+    return body
+
+
+def reset(tenant_id: uuid.UUID, kind: str) -> None:
+    from app.messaging.models import MessageTemplate
+
+    row = db.session.get(MessageTemplate, (tenant_id, kind))
+    if row is not None:
+        db.session.delete(row)
+        db.session.flush()
