@@ -116,11 +116,23 @@ def upgrade():
         $$
         """,
     )
+    # The reminder sweep now finds businesses by their bookings (texting or not).
+    statements.append("DROP FUNCTION public.tenants_with_texting()")
     for sql in statements:
         op.execute(sql)
 
 
 def downgrade():
+    for sql in definer_function(
+        "public.tenants_with_texting()",
+        """
+        CREATE FUNCTION public.tenants_with_texting() RETURNS SETOF uuid
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+            SELECT t.id FROM public.tenants t WHERE t.sms_number IS NOT NULL
+        $$
+        """,
+    ):
+        op.execute(sql)
     op.execute("DROP FUNCTION IF EXISTS public.tenants_with_unpaid_completed(timestamptz, timestamptz)")
     op.execute("DROP FUNCTION IF EXISTS public.tenants_with_bookings_starting(timestamptz, timestamptz)")
     op.execute("DROP TABLE IF EXISTS reviews CASCADE")
