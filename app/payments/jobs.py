@@ -101,25 +101,28 @@ def send_receipt(tenant_id: uuid.UUID, payment_id: str) -> bool:
 @job("email")
 def send_pay_link(tenant_id: uuid.UUID, payment_id: str) -> bool:
     """The bank wants the customer to confirm the balance: send them the pay link, once.
-    (Texts join e-mail when Messages land; the owner can also copy the link.)"""
+    By text as well when we can (the month's allowance permitting); the owner can also copy the link."""
     found = _context(tenant_id, payment_id)
     if found is None:
         return False
     payment, booking, tenant = found
     link = site_url(tenant.subdomain, f"/pay/{tokens.make_pay_token(tenant.id, booking.id)}")
     if payment.status in ("action_required", "failed"):
-        from app.messaging.services import queue_text
+        from app.messaging.services import QuotaReached, queue_text
 
         due = services.balance_due(booking)
-        queue_text(
-            tenant,
-            booking.customer,
-            "pay_link",
-            f"{tenant.name}: your bank asked to confirm the {due / 100:,.2f} {booking.currency} left on booking "
-            f"{booking.reference}. Pay securely here: {link}",
-            booking_id=booking.id,
-            dedupe_key=f"pay_link:{payment.id}",
-        )
+        try:
+            queue_text(
+                tenant,
+                booking.customer,
+                "pay_link",
+                f"{tenant.name}: your bank asked to confirm the {due / 100:,.2f} {booking.currency} left on booking "
+                f"{booking.reference}. Pay securely here: {link}",
+                booking_id=booking.id,
+                dedupe_key=f"pay_link:{payment.id}",
+            )
+        except QuotaReached:
+            pass  # the month's texts are used up: the e-mail below still goes
     email = booking.customer.email
     if payment.status not in ("action_required", "failed") or not email or not _claim(payment, "customer_notified_at"):
         return False
