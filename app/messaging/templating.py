@@ -125,11 +125,13 @@ def check(kind: str, body: str) -> str:
 
 
 def fill(body: str, values: dict[str, str]) -> str:
-    """Put the values in; a variable with no value this time (no ETA known...) becomes empty and
-    the spaces around it are tidied."""
-    text = PLACEHOLDER.sub(lambda m: str(values.get(m.group(1)) or ""), body)
-    text = re.sub(r"[ \t]{2,}", " ", text)
-    return re.sub(r"\s+([.,!?;:)])", r"\1", text).strip()
+    """Put the values in. A variable with no value this time (no arrival window...) disappears with
+    the spaces before it; the owner's own spacing and punctuation are left as written."""
+
+    def value(m: re.Match) -> str:
+        return str(values.get(m.group(2)) or "") and m.group(1) + str(values.get(m.group(2)))
+
+    return re.sub(r"([ \t]*)\{([^{}]*)\}", value, body).strip()
 
 
 def body_for(tenant_id: uuid.UUID, kind: str) -> str:
@@ -158,12 +160,25 @@ def preview(kind: str, body: str) -> str:
     return fill(check(kind, body), SAMPLE)
 
 
+# GSM 03.38: the basic alphabet (one unit each) and its extension table (two units each).
+GSM_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM_EXTENDED = set("^{}\\[~]|€\f")
+
+
 def sms_segments(text: str) -> tuple[int, int]:
-    """(characters, SMS segments): 160/153 per segment in the GSM alphabet, 70/67 otherwise."""
-    gsm = all(ord(c) < 128 and c not in "`" for c in text)
-    single, multi = (160, 153) if gsm else (70, 67)
-    n = len(text)
-    return n, (1 if n <= single else -(-n // multi))
+    """(characters, SMS segments) as a carrier counts them: 160/153 units per segment when every
+    character is in the GSM alphabet (extension characters such as € take two), else UCS-2 at 70/67
+    UTF-16 units (an emoji takes two)."""
+    if all(c in GSM_BASIC or c in GSM_EXTENDED for c in text):
+        units = sum(2 if c in GSM_EXTENDED else 1 for c in text)
+        single, multi = 160, 153
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single, multi = 70, 67
+    return len(text), (1 if units <= single else -(-units // multi))
 
 
 def save(tenant_id: uuid.UUID, kind: str, body: str, *, user_id: uuid.UUID | None) -> str:
