@@ -80,7 +80,9 @@ KINDS: dict[str, Kind] = {
     ),
 }
 
-# What the preview fills in: realistic values, so the owner sees the length a customer will get.
+# What the preview fills in: realistic values, so the owner sees the length a customer will get
+# (our signed links are long, and plain ASCII: an ellipsis here would wrongly force UCS-2).
+_TOKEN = "eyJ0IjoiNGQ5YzFmMmUtOGI3YS00ZDNjLWE5ZTItMWY2YjNjNGQ1ZTZmIiwiYiI6IjdhOGI5YzBkIn0.awRNog.q0dNZNWLhM6gXlpgJ4AY"
 SAMPLE = {
     "business": "Acme Mobile Detailing",
     "customer_first_name": "Jordan",
@@ -89,14 +91,14 @@ SAMPLE = {
     "service": "Full detail",
     "address": "1200 Main St, Austin",
     "reference": "FD-7K2Q9",
-    "manage_link": "https://acme.fieldday.app/b/7Kq2…",
+    "manage_link": "https://acme.fieldday.app/b/" + _TOKEN,
     "arrival_window": "We arrive within 60 minutes of that time.",
     "technician": "Sam",
     "eta": "10:40 AM",
     "previous_eta": "10:15 AM",
     "amount": "$120.00",
-    "pay_link": "https://acme.fieldday.app/pay/9Xw…",
-    "review_link": "https://acme.fieldday.app/review/4Tz…",
+    "pay_link": "https://acme.fieldday.app/pay/" + _TOKEN[:90],
+    "review_link": "https://acme.fieldday.app/review/" + _TOKEN[:90],
 }
 
 
