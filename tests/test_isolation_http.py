@@ -54,8 +54,15 @@ def _b_ids(app, b, seed_booking) -> dict[str, uuid.UUID]:
             tenant_id=b.id, booking_id=booking_id, kind="after", key=f"tenants/{b.id}/h1.png", content_type="image/png"
         )
         db.session.add(photo)
+        from app.reviews.models import Review
+
+        review = Review(
+            tenant_id=b.id, booking_id=booking_id, customer_id=booking.customer_id, rating=5, author_name="B"
+        )
+        db.session.add(review)
         db.session.commit()
         return {
+            "review_id": review.id,
             "photo_id": photo.id,
             "plan_id": plan.id,
             "payment_id": cash.id,

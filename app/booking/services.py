@@ -645,6 +645,10 @@ def transition(
             raise SlotTaken("That time is no longer free.") from None
         raise
     _record(booking, from_status, to_status, actor_type, actor_id, detail)
+    if to_status == "completed":
+        from app.reviews.services import request_review
+
+        request_review(booking)  # every customer, happy or not (no sentiment gating)
     return booking
 
 

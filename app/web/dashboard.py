@@ -81,6 +81,7 @@ NAV = [
             ("dashboard.upcoming_page", {"page": "quotes"}, "Quotes", MANAGERS),
             ("dashboard.payments_list", {}, "Payments", MANAGERS),
             ("dashboard.messages", {}, "Messages", MANAGERS),
+            ("dashboard.reviews", {}, "Reviews", MANAGERS),
         ],
     ),
     (

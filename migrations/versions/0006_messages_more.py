@@ -29,7 +29,8 @@ COLUMNS = [
     "ALTER TABLE bookings ADD COLUMN eta_texted_at timestamptz",
     # Where "review us on Google" sends a happy customer (shown next to our own review page).
     "ALTER TABLE tenants ADD COLUMN google_review_url text"
-    " CONSTRAINT ck_tenants_google_review_url CHECK (google_review_url ~ '^https://[^\\s]{4,500}$')",
+    " CONSTRAINT ck_tenants_google_review_url"
+    " CHECK (google_review_url ~ '^https://[^\\s]{4,}$' AND length(google_review_url) <= 508)",
     # Platform staff: set only from the command line (`flask platform-admin`), never from a page.
     "ALTER TABLE users ADD COLUMN is_platform_admin boolean NOT NULL DEFAULT false",
 ]
