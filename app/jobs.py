@@ -121,8 +121,15 @@ def after_commit(fn: Callable[..., Any], *args: Any) -> None:
     db.session.info.setdefault("after_commit", []).append((fn, args))
 
 
+# SQLAlchemy fires after_commit / after_rollback for savepoints too (``begin_nested``): only the
+# root transaction's end may run or drop the callbacks, or a job would be queued before its rows
+# are committed, and a rolled-back savepoint would drop work the outer transaction still commits.
+
+
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session) -> None:
+    if session.in_nested_transaction():
+        return
     for fn, args in session.info.pop("after_commit", []):
         try:
             fn(*args)
@@ -132,6 +139,8 @@ def _run_after_commit(session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _drop_after_commit(session) -> None:
+    if session.in_nested_transaction():
+        return
     session.info.pop("after_commit", None)
 
 

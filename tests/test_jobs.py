@@ -99,3 +99,33 @@ def test_worker_command_runs_jobs_with_its_scheduler_and_stops_cleanly(app, serv
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out.decode()[-2000:]
+
+
+def test_after_commit_waits_for_the_root_transaction_not_a_savepoint(app, make_tenant):
+    """SQLAlchemy also fires after_commit/after_rollback for savepoints: a job must not be queued
+    when a savepoint is released (its rows aren't committed yet), and a rolled-back savepoint must
+    not drop work the outer transaction still commits."""
+    from app.extensions import db
+    from app.jobs import after_commit
+    from tenants.context import tenant_context
+
+    t = make_tenant()
+    ran: list[str] = []
+    with app.app_context(), tenant_context(t.id, db.session):
+        after_commit(ran.append, "first")
+        with db.session.begin_nested():
+            db.session.execute(db.text("SELECT 1"))
+        assert ran == []  # released savepoint: not yet
+        try:
+            with db.session.begin_nested():
+                raise ValueError("a savepoint rolls back")
+        except ValueError:
+            pass
+        after_commit(ran.append, "second")
+        db.session.commit()
+        assert ran == ["first", "second"]  # both, once, at the real commit
+        db.session.execute(db.text("SELECT 1"))
+        after_commit(ran.append, "never")
+        db.session.rollback()
+        db.session.commit()
+    assert ran == ["first", "second"]
