@@ -105,6 +105,18 @@ class Config:
     TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
     TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "")
 
+    # Google Calendar (DESIGN §7). GOOGLE_API_BASE points the official libraries (OAuth, token, revoke
+    # and the Calendar API) at the project's stand-in (scripts/standins/google_standin.py); empty
+    # means Google. FERNET_KEY encrypts refresh tokens at rest (comma-separated: newest first, for
+    # rotation); outside production an empty key is derived from SECRET_KEY.
+    GOOGLE_CLIENT_ID = os.environ.get("GOOGLE_CLIENT_ID", "")
+    GOOGLE_CLIENT_SECRET = os.environ.get("GOOGLE_CLIENT_SECRET", "")
+    GOOGLE_API_BASE = os.environ.get("GOOGLE_API_BASE", "")
+    FERNET_KEY = os.environ.get("FERNET_KEY", "")
+    # Push notifications need an address Google can reach (https in production); off: 15-minute polls only.
+    GOOGLE_PUSH = env_bool("GOOGLE_PUSH", True)
+    GOOGLE_SYNC_DAYS = env_int("GOOGLE_SYNC_DAYS", 60)
+
     # Routing (DESIGN §8, §10): travel times from straight lines (default), an OSRM server or
     # Mapbox's Matrix API; the solver's time limit per day plan.
     ROUTING_PROVIDER = os.environ.get("ROUTING_PROVIDER", "haversine")

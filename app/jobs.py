@@ -150,6 +150,7 @@ PERIODIC: list[tuple[int, str]] = [
     (120, "app.payments.jobs:sweep_stripe_events"),
     (120, "app.messaging.jobs:sweep_queued_texts"),
     (300, "app.messaging.jobs:sweep_reminders"),
+    (900, "app.calendar.jobs:sweep_google_calendars"),  # Google Calendar: poll, renew channels, exports
     (3600, "app.messaging.jobs:sweep_payment_reminders"),
 ]
 

@@ -3,6 +3,7 @@
 from app.accounts.models import Invitation, User, UserSession  # noqa: F401
 from app.audit.models import AuditEntry  # noqa: F401
 from app.booking.models import Booking, BookingEvent, BookingItem, BusyBlock, Technician, WorkingHours  # noqa: F401
+from app.calendar.models import GoogleCalendar, GoogleChannel, GoogleConnection  # noqa: F401
 from app.catalog.models import Package, PackagePrice  # noqa: F401
 from app.customers.models import Address, Customer, Vehicle  # noqa: F401
 from app.dispatch.models import RoutePlan  # noqa: F401

@@ -30,7 +30,7 @@ from tests.helpers import Visitor  # noqa: E402
 PASSWORD = "correct-horse-battery"
 
 # The project's Stripe stand-in (scripts/standins/stripe_standin.py) and its fixtures.
-pytest_plugins = ["tests.fixtures_stripe", "tests.fixtures_twilio"]
+pytest_plugins = ["tests.fixtures_stripe", "tests.fixtures_twilio", "tests.fixtures_google"]
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +87,10 @@ def live_port():
 
 
 @pytest.fixture(scope="session")
-def app(services, smtp_server, live_port, stripe_standin_server, twilio_standin_server):
+def app(services, smtp_server, live_port, stripe_standin_server, twilio_standin_server, google_standin_server):
     from app import create_app
     from app.config import TestConfig
+    from tests.fixtures_google import FERNET_KEY, GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET
     from tests.fixtures_stripe import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
     from tests.fixtures_twilio import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
 
@@ -113,6 +114,11 @@ def app(services, smtp_server, live_port, stripe_standin_server, twilio_standin_
             TWILIO_ACCOUNT_SID=TWILIO_ACCOUNT_SID,
             TWILIO_AUTH_TOKEN=TWILIO_AUTH_TOKEN,
             TWILIO_API_BASE=twilio_standin_server.url,
+            # Google's official libraries (OAuth, token, Calendar API), pointed at the stand-in.
+            GOOGLE_CLIENT_ID=GOOGLE_CLIENT_ID,
+            GOOGLE_CLIENT_SECRET=GOOGLE_CLIENT_SECRET,
+            GOOGLE_API_BASE=google_standin_server.url,
+            FERNET_KEY=FERNET_KEY,
         ),
     )
     with app.app_context():

@@ -44,6 +44,9 @@ DEFAULT_IS_RIGHT = {
     "MAPBOX_TOKEN": "only with ROUTING_PROVIDER=mapbox (then a Key Vault secret)",
     "ROUTING_TIME_LIMIT_S": "5 s per day plan",
     "TWILIO_API_BASE": "empty = api.twilio.com (set only for the stand-in)",
+    "GOOGLE_API_BASE": "empty = Google's own endpoints (set only for the stand-in)",
+    "GOOGLE_PUSH": "on: watch channels to https://app.<base>/webhooks/google/calendar",
+    "GOOGLE_SYNC_DAYS": "60 days imported (or the business's horizon, if longer)",
     "DATABASE_OWNER_URL": "migration job only (checked separately)",
 }
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|_KEY($|_)|DATABASE_.*URL|REDIS_URL|CONNECTION_STRING")

@@ -60,8 +60,16 @@ def _b_ids(app, b, seed_booking) -> dict[str, uuid.UUID]:
             tenant_id=b.id, booking_id=booking_id, customer_id=booking.customer_id, rating=5, author_name="B"
         )
         db.session.add(review)
+        from app.calendar.models import GoogleConnection, GoogleProposedChange
+
+        google = GoogleConnection(tenant_id=b.id, technician_id=f.techs[0], refresh_token_enc="not-a-real-token")
+        db.session.add(google)
+        change = GoogleProposedChange(tenant_id=b.id, booking_id=booking_id, kind="cancel")
+        db.session.add(change)
         db.session.commit()
         return {
+            "connection_id": google.id,
+            "change_id": change.id,
             "review_id": review.id,
             "photo_id": photo.id,
             "plan_id": plan.id,

@@ -7,6 +7,7 @@ def register_web(app) -> None:
     from app.web import api, assets, auth, dashboard, errors, filters, health, security, site, webhooks
     from app.web import calendar as _calendar  # noqa: F401  (adds its routes to the dashboard blueprint)
     from app.web import customers as _customers  # noqa: F401
+    from app.web import google as _google  # noqa: F401  (Integrations: Google Calendar; its push webhook)
     from app.web import message_templates as _message_templates  # noqa: F401
     from app.web import messages as _messages  # noqa: F401
     from app.web import payments as _payments  # noqa: F401

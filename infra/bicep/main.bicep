@@ -76,6 +76,8 @@ param twilioAuthToken string
 @secure()
 @description('Twilio account SID (with the auth token, the SDK credentials)')
 param twilioAccountSid string
+@description('OAuth client id of the Google Cloud project (Calendar); empty: the integration is off.')
+param googleClientId string = ''
 @secure()
 param googleClientSecret string
 @secure()
@@ -216,6 +218,7 @@ module apps 'modules/apps.bicep' = if (deployApps) {
     smtpUsername: smtpUsername
     mailFrom: mailFrom
     mapTileUrl: mapTileUrl
+    googleClientId: googleClientId
     webMinReplicas: webMinReplicas
     webMaxReplicas: webMaxReplicas
     webConcurrentRequests: webConcurrentRequests

@@ -38,6 +38,7 @@ param stripeSecretKey = readEnvironmentVariable('STRIPE_SECRET_KEY')
 param stripeConnectWebhookSecret = readEnvironmentVariable('STRIPE_CONNECT_WEBHOOK_SECRET')
 param twilioAuthToken = readEnvironmentVariable('TWILIO_AUTH_TOKEN', 'not-configured')
 param twilioAccountSid = readEnvironmentVariable('TWILIO_ACCOUNT_SID', 'not-configured')
+param googleClientId = readEnvironmentVariable('GOOGLE_CLIENT_ID', '')
 param googleClientSecret = readEnvironmentVariable('GOOGLE_CLIENT_SECRET', 'not-configured')
 param fernetKey = readEnvironmentVariable('FERNET_KEY')
 

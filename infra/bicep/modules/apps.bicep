@@ -25,6 +25,7 @@ param smtpPort int
 param smtpUsername string
 param mailFrom string
 param mapTileUrl string
+param googleClientId string
 param webMinReplicas int
 param webMaxReplicas int
 param webConcurrentRequests int
@@ -100,6 +101,7 @@ var commonEnv = [
   { name: 'STRIPE_CONNECT_WEBHOOK_SECRET', secretRef: 'stripe-connect-webhook-secret' }
   { name: 'TWILIO_AUTH_TOKEN', secretRef: 'twilio-auth-token' }
   { name: 'TWILIO_ACCOUNT_SID', secretRef: 'twilio-account-sid' }
+  { name: 'GOOGLE_CLIENT_ID', value: googleClientId }
   { name: 'GOOGLE_CLIENT_SECRET', secretRef: 'google-client-secret' }
   { name: 'FERNET_KEY', secretRef: 'fernet-key' }
   { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', secretRef: 'applicationinsights-connection-string' }
