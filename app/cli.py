@@ -1,4 +1,5 @@
-"""CLI groups: ``flask demo load``, ``flask tenants create``, ``flask storage init``. Safe to re-run."""
+"""CLI groups: ``flask demo load``, ``flask tenants create``, ``flask storage init``, ``flask platform-admin
+grant|revoke``. Safe to re-run."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def init_app(app) -> None:
     app.cli.add_command(demo)
     app.cli.add_command(tenants_cli)
     app.cli.add_command(storage_cli)
+    app.cli.add_command(platform_admin_cli)
 
 
 @click.group("demo", cls=AppGroup)
@@ -58,12 +60,19 @@ def demo_load():
     from app.accounts import services as accounts
     from app.demo import connect_stripe_standin, load_business, load_payments
     from tenants.lookup import tenant_id_for_subdomain
+    from tenants.models import Tenant
     from tenants.provisioning import provision_tenant
 
     for spec in DEMO:
-        if tenant_id_for_subdomain(spec["subdomain"]):
-            click.echo(f"  {spec['subdomain']}: already there")
-            db.session.rollback()
+        existing = tenant_id_for_subdomain(spec["subdomain"])
+        if existing:
+            note = ""
+            with tenant_context(existing, db.session):
+                tenant = db.session.get(Tenant, existing)
+                if tenant is not None and tenant.sms_number is None:
+                    note = _demo_texts(tenant)  # a demo loaded before texts were wired gets its number
+            db.session.commit()
+            click.echo(f"  {spec['subdomain']}: already there{note}")
             continue
         owner_email, owner_name = spec["owner"]
         tenant, owner = provision_tenant(
@@ -93,8 +102,20 @@ def demo_load():
                     stripe_note = f", Stripe stand-in account {tenant.stripe_account_id} (deposits on)"
             except Exception as exc:  # noqa: BLE001 - the demo works without card payments
                 stripe_note = f" (Stripe stand-in not reachable: {exc}; deposits off)"
+            # After the demo week is booked, so its bookings don't each text a confirmation.
+            texts_note = _demo_texts(tenant)
         db.session.commit()
-        click.echo(f"  {spec['subdomain']}: created{stripe_note}")
+        click.echo(f"  {spec['subdomain']}: created{stripe_note}{texts_note}")
+
+
+def _demo_texts(tenant) -> str:
+    from app.demo import assign_twilio_standin_number
+
+    try:
+        number = assign_twilio_standin_number(tenant)
+    except Exception as exc:  # noqa: BLE001 - the demo works without texts
+        return f" (Twilio stand-in not reachable: {exc}; texts off)"
+    return f", texts from {number} (Twilio stand-in)" if number else ""
 
 
 @demo.command("logins")
@@ -160,3 +181,64 @@ def storage_init():
 
     storage.ensure_bucket()
     click.echo(f"bucket {current_app.config['S3_BUCKET']} ready")
+
+
+@click.group("platform-admin", cls=AppGroup)
+def platform_admin_cli():
+    """Platform staff: who sees every business's failed jobs at app.<base>/platform/jobs."""
+
+
+@platform_admin_cli.command("grant")
+@click.argument("email")
+@click.option("--business", help="The business (subdomain) of the account, when the e-mail has several.")
+def platform_admin_grant(email, business):
+    """Make the account with EMAIL a platform admin."""
+    _set_platform_admin(email, business, grant=True)
+
+
+@platform_admin_cli.command("revoke")
+@click.argument("email")
+@click.option("--business", help="Only the account in this business (default: every account with EMAIL).")
+def platform_admin_revoke(email, business):
+    """Take platform admin away from the account(s) with EMAIL."""
+    _set_platform_admin(email, business, grant=False)
+
+
+def _set_platform_admin(email: str, business: str | None, *, grant: bool) -> None:
+    # Least privilege: no owner connection. `users` is under RLS per business, so the account is
+    # found through the narrow definer function the log-in uses (login_accounts: ids of the active
+    # accounts with this e-mail, nothing else), and the flag is set as the app role inside that
+    # business's tenant context, exactly as a request would. (Deactivated accounts are not listed:
+    # they can't log in, so their flag opens nothing; revoke before removing someone.)
+    from app.accounts.models import User
+    from app.accounts.services import normalise_email
+    from app.audit import services as audit
+    from app.errors import ValidationFailed
+    from tenants.lookup import login_accounts
+
+    try:
+        email = normalise_email(email)
+    except ValidationFailed as exc:
+        raise click.ClickException(next(iter(exc.errors.values()))) from None
+    accounts = [a for a in login_accounts(email) if not business or a.subdomain == business]
+    if not accounts:
+        raise click.ClickException(f"no active account with {email}" + (f" in {business}" if business else ""))
+    if grant and len(accounts) > 1:
+        names = ", ".join(a.subdomain for a in accounts)
+        raise click.ClickException(f"{email} has accounts in {names}: choose one with --business")
+    for account in accounts:
+        with tenant_context(account.tenant_id, db.session):
+            user = db.session.get(User, (account.tenant_id, account.user_id))
+            changed = user.is_platform_admin != grant
+            user.is_platform_admin = grant
+            if changed:
+                audit.record(
+                    account.tenant_id,
+                    "user.platform_admin_granted" if grant else "user.platform_admin_revoked",
+                    subject_type="user",
+                    subject_id=user.id,
+                )
+            db.session.flush()  # under this business's RLS setting, before the next one applies
+        state = "is now" if grant else "is no longer"
+        click.echo(f"{email} ({account.subdomain}) {state} a platform admin" + ("" if changed else " (unchanged)"))
+    db.session.commit()

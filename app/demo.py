@@ -178,3 +178,26 @@ def connect_stripe_standin(tenant) -> str | None:
     tenant.deposits_enabled = True
     tenant.deposit_kind, tenant.deposit_value = "percent", 25
     return tenant.stripe_account_id
+
+
+def assign_twilio_standin_number(tenant) -> str | None:
+    """Offline demo only: give the business the number the platform assigned it in the local Twilio
+    stand-in (friendly name ``fieldday:<subdomain>``, the rule Integrations enforces), so customers
+    get texts and can reply from the stand-in's fake phone. With a real Twilio account the owner sets
+    the number on Integrations instead (and demo customers' 555 numbers would not receive texts)."""
+    from flask import current_app
+    from sqlalchemy import text
+
+    from app.messaging import services as messaging
+
+    if not current_app.config.get("TWILIO_API_BASE") or not current_app.config.get("TWILIO_ACCOUNT_SID"):
+        return None
+    owned = messaging.client().incoming_phone_numbers.list(friendly_name=f"fieldday:{tenant.subdomain}", limit=1)
+    if not owned:
+        return None
+    number = owned[0].phone_number
+    other = db.session.execute(text("SELECT public.tenant_id_for_sms_number(:n)"), {"n": number}).scalar()
+    if other is not None and other != tenant.id:
+        return None
+    tenant.sms_number = number
+    return number

@@ -48,6 +48,37 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
   fi
 fi
 
+# Twilio: without a real account the demo texts through the project's stand-in. It owns one number
+# per demo business (friendly name fieldday:<subdomain>, which is how the platform assigns numbers;
+# `flask demo load` gives each business its number), posts signed inbound webhooks and delivery
+# callbacks to this app, and is a fake phone at /_standin/phone: read the texts, reply, send STOP.
+if [ -z "${TWILIO_ACCOUNT_SID:-}" ]; then
+  TWILIO_PORT="${TWILIO_PORT:-12112}"
+  export TWILIO_ACCOUNT_SID=AC00000000000000000000000000000000 TWILIO_AUTH_TOKEN=standin_token
+  export TWILIO_API_BASE="http://127.0.0.1:$TWILIO_PORT"
+  if ! (echo > "/dev/tcp/127.0.0.1/$TWILIO_PORT") 2>/dev/null; then
+    nohup python -m scripts.standins.twilio_standin --port "$TWILIO_PORT" --account-sid "$TWILIO_ACCOUNT_SID" \
+      --auth-token "$TWILIO_AUTH_TOKEN" --number "+15125550180=fieldday:acme" --number "+15125550190=fieldday:bravo" \
+      --webhook-base "http://127.0.0.1:$PORT" --webhook-host "app.localhost:$PORT" --auto-status sent,delivered \
+      --state "$PWD/var/twilio-standin.json" > var/log/twilio.log 2>&1 &
+    for _ in $(seq 1 30); do (echo > "/dev/tcp/127.0.0.1/$TWILIO_PORT") 2>/dev/null && break; sleep 0.2; done
+  fi
+fi
+
+# Google Calendar: without real OAuth credentials the demo uses the project's stand-in (consent page;
+# calendars at http://127.0.0.1:12113/ to add, move and delete events; pushes go to this app).
+if [ -z "${GOOGLE_CLIENT_ID:-}" ]; then
+  GOOGLE_PORT="${GOOGLE_PORT:-12113}"
+  export GOOGLE_CLIENT_ID=fieldday-demo.apps.googleusercontent.com GOOGLE_CLIENT_SECRET=standin-secret
+  export GOOGLE_API_BASE="http://127.0.0.1:$GOOGLE_PORT"
+  if ! (echo > "/dev/tcp/127.0.0.1/$GOOGLE_PORT") 2>/dev/null; then
+    nohup python -m scripts.standins.google_standin --port "$GOOGLE_PORT" --client-id "$GOOGLE_CLIENT_ID" \
+      --client-secret "$GOOGLE_CLIENT_SECRET" --webhook-base "http://127.0.0.1:$PORT" --auto-push \
+      --state "$PWD/var/google-standin.json" > var/log/google.log 2>&1 &
+    for _ in $(seq 1 30); do (echo > "/dev/tcp/127.0.0.1/$GOOGLE_PORT") 2>/dev/null && break; sleep 0.2; done
+  fi
+fi
+
 export FIELDDAY_ENV=development FLASK_APP=wsgi.py PUBLIC_PORT="$PORT"
 export DATABASE_URL="postgresql+psycopg://fieldday_app:fieldday_app@127.0.0.1:$PGPORT/fieldday"
 export DATABASE_OWNER_URL="postgresql+psycopg://fieldday_owner:fieldday_owner@127.0.0.1:$PGPORT/fieldday"
@@ -67,6 +98,9 @@ trap 'kill $WORKER $CRON 2>/dev/null || true' EXIT
 echo
 echo "Fieldday is running (Ctrl-C to stop). Worker log: var/log/worker.log"
 [ -n "${STRIPE_API_BASE:-}" ] && echo "Stripe: local stand-in at $STRIPE_API_BASE (test cards: 4242 4242 4242 4242; 4000 0025 0000 3155 asks for authentication later)"
+[ -n "${GOOGLE_API_BASE:-}" ] && echo "Google Calendar: local stand-in at $GOOGLE_API_BASE/ (Integrations → Connect Google Calendar, then add or move events there)"
+[ -n "${TWILIO_API_BASE:-}" ] && echo "Texts: local Twilio stand-in; the customer's phone is $TWILIO_API_BASE/_standin/phone (book with a mobile number, then open it there to read the confirmation, reply or text STOP)"
 flask demo logins
 echo
-exec gunicorn --bind "0.0.0.0:$PORT" --workers 2 --threads 4 wsgi:app  # the app logs each request itself, with tokens redacted
+# Not exec: this shell stays to stop the worker and cron (the EXIT trap) when the server stops.
+gunicorn --bind "0.0.0.0:$PORT" --workers 2 --threads 4 wsgi:app  # the app logs each request itself, with tokens redacted

@@ -53,14 +53,20 @@ what Twilio "called" and what is signed: for inbound the ``url`` argument, else 
 socket with ``Host: <public host>`` (and ``X-Forwarded-Proto: https`` when the public URL is https and the base
 is http, as a TLS-terminating proxy would); otherwise straight to the public URL.
 
-Command line (the offline demo; a phone-like inbox at ``/`` lets you text the app as a customer)::
+Command line (the offline demo)::
 
     python -m scripts.standins.twilio_standin --port 12112 --account-sid AC00000000000000000000000000000000 \\
-        --auth-token standin_token --number +15005550006 --webhook-base http://127.0.0.1:5000 \\
+        --auth-token standin_token --number +15125550180=fieldday:acme --webhook-base http://127.0.0.1:5000 \\
         --webhook-host app.localhost:5000 --auto-status sent,delivered --state .dev/twilio-standin.json
 
+``--number E164[=FRIENDLY NAME]`` owns a number (Fieldday assigns numbers to businesses by the friendly name
+``fieldday:<subdomain>``). ``GET /_standin/phone`` is a fake phone for people trying the demo: every phone
+number that texted or was texted, each one's conversations with the business numbers (carrier auto-replies to
+STOP/START/HELP included), and a reply box that texts the business as that customer (Twilio's keywords applied,
+then the signed inbound webhook posted, exactly like ``inbound()``). ``GET /`` is the older all-texts inbox.
+
 Control endpoints for other processes (loopback only): ``GET /_standin/health``, ``GET /_standin/messages``,
-``POST /_standin/numbers`` (PhoneNumber, AccountSid, SmsUrl), ``POST /_standin/inbound`` (From, To, Body),
+``POST /_standin/numbers`` (PhoneNumber, AccountSid, SmsUrl, FriendlyName), ``POST /_standin/inbound`` (From, To, Body),
 ``POST /_standin/messages/<sid>/status`` (Status, ErrorCode).
 """
 
@@ -150,6 +156,8 @@ ROUTES = [
     ("GET", f"{A}/IncomingPhoneNumbers/<sid>.json", "fetch_number"),
     ("POST", f"{A}/IncomingPhoneNumbers/<sid>.json", "update_number"),
     ("GET", "/", "phone_page"),
+    ("GET", "/_standin/phone", "phone"),
+    ("POST", "/_standin/phone", "phone_send"),
     ("GET", "/_standin/health", "health"),
     ("GET", "/_standin/messages", "state_json"),
     ("POST", "/_standin/numbers", "control_number"),
@@ -366,8 +374,11 @@ class TwilioStandin:
                     "voice_url": "",
                     "uri": f"/{API_VERSION}/Accounts/{account}/IncomingPhoneNumbers/{sid}.json",
                 }
-            elif sms_url is not None:
-                existing["sms_url"] = sms_url
+            else:
+                if sms_url is not None:
+                    existing["sms_url"] = sms_url
+                if friendly_name is not None:
+                    existing["friendly_name"] = friendly_name
             self._save()
             return public(existing)
 
@@ -502,7 +513,9 @@ class TwilioStandin:
             elif keyword in HELP_WORDS:
                 opt_type = "HELP"
             if opt_type and sid not in self._messages:
-                self._auto_replies.append({"from": to, "to": from_, "body": AUTO_REPLIES[opt_type]})
+                self._auto_replies.append(
+                    {"from": to, "to": from_, "body": AUTO_REPLIES[opt_type], "date_created": rfc2822()}
+                )
             if sid not in self._messages:
                 now = rfc2822()
                 self._messages[sid] = {
@@ -814,6 +827,7 @@ class TwilioStandin:
                 request.form.get("PhoneNumber", ""),
                 account_sid=request.form.get("AccountSid") or None,
                 sms_url=request.form.get("SmsUrl") or None,
+                friendly_name=request.form.get("FriendlyName") or None,
             )
         except (KeyError, ValueError) as exc:
             return _json(400, {"error": str(exc)})
@@ -859,6 +873,7 @@ class TwilioStandin:
         options = "".join(f"<option>{html.escape(n)}</option>" for n in owned)
         body = (
             "<h1>Texts</h1>"
+            '<p><a href="/_standin/phone">Open the fake phone</a> (one customer\'s conversations, with replies)</p>'
             '<form method="post" action="/_standin/inbound">'
             '<label>From (the customer) <input name="From" value="+15555550123" required></label>'
             f'<label>To (a business number) <select name="To">{options}</select></label>'
@@ -867,6 +882,123 @@ class TwilioStandin:
             f"{'<h2>Carrier auto-replies</h2><ul>' + auto + '</ul>' if auto else ''}"
         )
         return _html(200, "Twilio stand-in texts", body)
+
+    def _phone(self, request: Request) -> Response:
+        """A fake phone: pick a customer's number, read its texts per business number, reply as them."""
+        number = self._as_e164(request.args.get("number", ""))
+        with self._lock:
+            owned = {e164: record["friendly_name"] for e164, record in self._numbers.items()}
+            messages = [dict(m) for m in self._messages.values()]
+            autos = [dict(r) for r in self._auto_replies]
+            opted = set(self._opt_outs)
+            deliveries = [d for d in self.deliveries if d.kind == "inbound"]
+        threads: dict[str, dict[str, list[tuple]]] = {}  # customer -> business number -> [(order, side, text, note)]
+        for order, m in enumerate(messages):
+            if m["direction"] == "inbound":
+                phone, business, side = m["from"], m["to"], "me"
+            else:
+                phone, business, side = m["to"], m["from"] or m.get("_sender") or "", "them"
+            if phone in owned:
+                continue  # between two of our own numbers: no customer's phone
+            note = m["status"] if side == "them" else ""
+            threads.setdefault(phone, {}).setdefault(business, []).append(
+                (self._when(m["date_created"]), order, side, m["body"] or "", note)
+            )
+        for order, r in enumerate(autos, start=len(messages)):
+            when = self._when(r.get("date_created"))
+            threads.setdefault(r["to"], {}).setdefault(r["from"], []).append((when, order, "auto", r["body"], ""))
+        if not number:
+            items = "".join(
+                f'<li><a href="/_standin/phone?{urlencode({"number": phone})}"><b>{html.escape(phone)}</b></a> '
+                f"<small>{sum(len(t) for t in convs.values())} text(s)</small></li>"
+                for phone, convs in sorted(threads.items())
+            )
+            body = (
+                "<h1>Phone</h1><p>Pick the customer whose phone you hold (the number they booked with), "
+                "or type one.</p>"
+                '<form method="get" action="/_standin/phone"><label>Phone number '
+                '<input name="number" placeholder="+15125550123" required></label>'
+                '<button type="submit">Open</button></form>'
+                f"<ul class='phones'>{items or '<li>No texts yet. Book on a demo business with a mobile number.</li>'}"
+                '</ul><p><small><a href="/">All texts</a></small></p>'
+            )
+            return _html(200, "Phone · Twilio stand-in", body)
+        convs = threads.get(number, {})
+        for business in owned:  # a customer can text any business first
+            convs.setdefault(business, [])
+        last = next((d for d in reversed(deliveries) if d.params.get("From") == number), None)
+        sections = []
+        for business, items in sorted(convs.items(), key=lambda kv: (not kv[1], owned.get(kv[0], kv[0]))):
+            name = owned.get(business) or "(not one of our numbers)"
+            bubbles = "".join(
+                f"<li class='{ {'me': 'inbound', 'them': 'outbound-api', 'auto': 'auto'}[side] }'>"
+                f"{'<small>Carrier (automatic)</small>' if side == 'auto' else ''}"
+                f"<p>{_linked(text)}</p>{f'<small>{html.escape(note)}</small>' if note else ''}</li>"
+                for _, _, side, text, note in sorted(items, key=lambda x: (x[0], x[1]))
+            )
+            stopped = (number, business) in opted or (number, "*") in opted
+            hidden = (
+                f'<input type="hidden" name="From" value="{html.escape(number)}">'
+                f'<input type="hidden" name="To" value="{html.escape(business)}">'
+            )
+            sections.append(
+                f"<section><h2>{html.escape(business)} <small>{html.escape(name)}</small></h2>"
+                f"<ul>{bubbles or '<li class=auto>No texts with this number yet.</li>'}</ul>"
+                f"{STOPPED_NOTE if stopped else ''}"
+                f'<form method="post" action="/_standin/phone">{hidden}'
+                '<label>Text message <input name="Body" required autocomplete="off"></label>'
+                '<button type="submit">Send</button></form>'
+                f'<form method="post" action="/_standin/phone" class="quick">{hidden}'
+                '<button name="Body" value="STOP" type="submit">STOP</button>'
+                '<button name="Body" value="START" type="submit">START</button></form></section>'
+            )
+        status = ""
+        if last is not None:
+            ok = last.status == 200
+            status = (
+                f"<p class='test'>Your last text reached the app ({html.escape(str(last.status))})</p>"
+                if ok
+                else f"<p class='test'>Your last text did not reach the app: {html.escape(str(last.status))}</p>"
+            )
+        body = (
+            f"<h1>{html.escape(number)}</h1>"
+            f'<p><a href="/_standin/phone?{urlencode({"number": number})}">Refresh</a> · '
+            '<a href="/_standin/phone">Other phones</a></p>'
+            f"{status}{''.join(sections) or '<p>No business numbers yet.</p>'}"
+        )
+        return _html(200, f"{number} · Twilio stand-in", body)
+
+    def _phone_send(self, request: Request) -> Response:
+        if not self._loopback(request):
+            return _json(403, {"error": "loopback only"})
+        form = request.form
+        sender, to, text = form.get("From", "").strip(), form.get("To", "").strip(), form.get("Body", "").strip()
+        if not E164.match(sender) or not to or not text:
+            return _html(400, "Phone · Twilio stand-in", "<h1>Missing number or message</h1>")
+        try:
+            self.inbound(from_=sender, to=to, body=text)
+        except Exception:  # noqa: BLE001 - recorded as the delivery's status, shown on the phone
+            pass
+        return redirect(f"/_standin/phone?{urlencode({'number': sender})}", 303)
+
+    @staticmethod
+    def _as_e164(raw: str) -> str:
+        """What a person types into the phone's number box: ``(512) 555-0142`` means +15125550142."""
+        raw, d = raw.strip(), digits(raw)
+        if raw.startswith("+"):
+            return f"+{d}" if d else ""
+        if len(d) == 10:
+            return f"+1{d}"
+        if len(d) == 11 and d.startswith("1"):
+            return f"+{d}"
+        return raw
+
+    @staticmethod
+    def _when(stamp: str | None) -> float:
+        try:
+            return email.utils.parsedate_to_datetime(stamp).timestamp() if stamp else 0.0
+        except (TypeError, ValueError):
+            return 0.0
 
     # -- internals -------------------------------------------------------------------------------------
 
@@ -1062,6 +1194,7 @@ class TwilioStandin:
         self._auto_replies = state["auto_replies"]
 
 
+STOPPED_NOTE = "<p><small>You texted STOP: this number sends you nothing until you text START.</small></p>"
 PAGE_CSS = (
     "body{margin:0;background:#f2f2f7;color:#1c1c1e;font:16px/1.45 system-ui,-apple-system,sans-serif}"
     "main{max-width:28rem;margin:0 auto;padding:1.25rem 1rem}"
@@ -1073,8 +1206,16 @@ PAGE_CSS = (
     "background:#0a84ff;border:0;border-radius:6px}ul{list-style:none;padding:0}"
     "li{margin:.5rem 0;padding:.5rem .75rem;border-radius:12px;background:#e5e5ea}"
     "li.inbound{background:#0a84ff;color:#fff;margin-left:3rem}li.outbound-api{margin-right:3rem}"
-    "li p{margin:.25rem 0 0;white-space:pre-wrap}li.auto{background:#fff;font-size:.85rem}"
+    "li p{margin:.25rem 0 0;white-space:pre-wrap;overflow-wrap:anywhere}li.auto{background:#fff;font-size:.85rem}"
+    "section{margin:1.5rem 0;padding-top:.5rem;border-top:1px solid #c7c7cc}h2{font-size:1.1rem}"
+    "h2 small,li small{color:#6e6e73;font-weight:400}li.inbound small{color:#dbeafe}"
+    "form.quick{display:flex;gap:.5rem}form.quick button{background:#8e8e93}ul.phones li{background:#fff}"
 )
+
+
+def _linked(text: str) -> str:
+    """Escaped text with its http(s) links clickable (the manage-my-booking link in a confirmation)."""
+    return re.sub(r"https?://[^\s<]+", lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', html.escape(text))
 
 
 def _json(status: int, body) -> Response:
@@ -1097,7 +1238,9 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=12112)
     parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
     parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
-    parser.add_argument("--number", action="append", default=[], help="an owned E.164 number (repeatable)")
+    parser.add_argument(
+        "--number", action="append", default=[], help="an owned number, E164[=FRIENDLY NAME] (repeatable)"
+    )
     parser.add_argument("--webhook-base", help="where webhooks are sent, e.g. http://127.0.0.1:5000")
     parser.add_argument("--webhook-host", help="Host (and signed host) of inbound webhooks, e.g. app.localhost:5000")
     parser.add_argument("--auto-status", default="", help="statuses to call back after each send, e.g. sent,delivered")
@@ -1114,7 +1257,8 @@ def main(argv=None):
         auto_status_delay=args.auto_status_delay,
     )
     for number in args.number:
-        standin.add_number(number)
+        e164, _, friendly = number.partition("=")
+        standin.add_number(e164.strip(), friendly_name=friendly.strip() or None)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop() below still saves the state file
     standin.start(args.host, args.port, log_requests=True)
     print(f"Twilio stand-in on {standin.url}, webhooks to {args.webhook_base or '(none)'}", flush=True)
