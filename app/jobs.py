@@ -170,6 +170,7 @@ PERIODIC: list[tuple[int, str]] = [
     (300, "app.messaging.jobs:sweep_reminders"),
     (900, "app.calendar.jobs:sweep_google_calendars"),  # Google Calendar: poll, renew channels, exports
     (3600, "app.messaging.jobs:sweep_payment_reminders"),
+    (3600, "app.quotes.jobs:sweep_quotes"),  # quotes: expiry and "expires soon" reminders
 ]
 
 
@@ -207,8 +208,10 @@ def init_app(app) -> None:
         w.work(with_scheduler=True)
 
 
-# RQ forks a work-horse per job, and each would otherwise import the job modules and SDKs and
-# configure the ORM again (0.2-0.3 s a job: the text benchmark drained 5 texts/s, 16 with this).
+# RQ forks a work-horse per job; import in the parent what each would otherwise import again (job
+# modules, the SDKs' lazily loaded REST modules, the ORM's mapper configuration). The texts bench
+# still drains ~5 texts/s with forking workers against 35-63/s with SimpleWorker: see the notes in
+# scripts/bench/messages.py before relying on the forking worker for volume.
 PRELOAD = (
     "app.accounts.jobs",
     "app.booking.jobs",
@@ -217,7 +220,7 @@ PRELOAD = (
     "app.messaging.jobs",
     "app.payments.jobs",
     "app.quotes.jobs",
-    "twilio.rest",
+    "twilio.rest.api.v2010.account",
     "stripe",
     "googleapiclient.discovery",
 )

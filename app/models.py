@@ -10,5 +10,6 @@ from app.dispatch.models import RoutePlan  # noqa: F401
 from app.media.models import BookingPhoto  # noqa: F401
 from app.messaging.models import Message  # noqa: F401
 from app.payments.models import Payment, Refund, StripeEvent  # noqa: F401
+from app.quotes.models import Quote, QuoteLine, QuoteRequest, QuoteRequestPhoto  # noqa: F401
 from app.reviews.models import Review  # noqa: F401
 from tenants.models import Tenant  # noqa: F401

@@ -24,6 +24,7 @@ const sources = {
   "event-calendar.min.css": "node_modules/@event-calendar/build/dist/event-calendar.min.css",
   "tech.js": "app/static/src/tech.js",
   "templates.js": "app/static/src/templates.js",
+  "quotes.js": "app/static/src/quotes.js",
   "tech.css": "app/static/src/tech.css",
   "icon.svg": "app/static/src/icon.svg",
   "icon-192.png": "app/static/src/icon-192.png",

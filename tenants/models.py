@@ -43,6 +43,7 @@ class Tenant(db.Model):
     sms_number: Mapped[str | None]
     reminder_hour: Mapped[int] = mapped_column(default=17)
     google_review_url: Mapped[str | None]
+    tax_rate_bps: Mapped[int] = mapped_column(default=0)  # default for new quotes (0008)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

@@ -66,8 +66,38 @@ def _b_ids(app, b, seed_booking) -> dict[str, uuid.UUID]:
         db.session.add(google)
         change = GoogleProposedChange(tenant_id=b.id, booking_id=booking_id, kind="cancel")
         db.session.add(change)
+        from app.quotes.models import Quote, QuoteLine, QuoteRequest, QuoteRequestPhoto
+
+        ask = QuoteRequest(
+            tenant_id=b.id,
+            customer_id=booking.customer_id,
+            vehicle_id=booking.vehicle_id,
+            address_id=booking.address_id,
+            wanted="Coating",
+        )
+        db.session.add(ask)
+        db.session.flush()
+        ask_photo = QuoteRequestPhoto(
+            tenant_id=b.id, request_id=ask.id, key=f"tenants/{b.id}/q.png", content_type="image/png", status="stored"
+        )
+        quote = Quote(
+            tenant_id=b.id,
+            number=1,
+            customer_id=booking.customer_id,
+            size_class="sedan",
+            expires_on=booking.starts_at.date(),
+        )
+        quote.currency = "USD"
+        db.session.add_all([ask_photo, quote])
+        db.session.flush()
+        quote_line = QuoteLine(tenant_id=b.id, quote_id=quote.id, kind="custom", name="Coating", unit_cents=1000)
+        db.session.add(quote_line)
         db.session.commit()
         return {
+            "quote_id": quote.id,
+            "quote_line_id": quote_line.id,
+            "quote_request_id": ask.id,
+            "request_photo_id": ask_photo.id,
             "connection_id": google.id,
             "change_id": change.id,
             "review_id": review.id,

@@ -115,9 +115,10 @@ LINT_SQL = {
           AND NOT (p.proname IN ('tenant_id_for_subdomain', 'login_accounts', 'tenants_with_expired_holds',
                                   'tenant_id_for_stripe_account', 'tenants_with_unprocessed_stripe_events',
                                   'tenant_id_for_sms_number', 'tenants_with_queued_messages',
-                                  'tenants_with_texting', 'tenants_with_bookings_starting',
+                                  'tenants_with_bookings_starting',
                                   'tenants_with_unpaid_completed',
-                                  'tenant_id_for_google_channel', 'tenants_with_google_calendar')
+                                  'tenant_id_for_google_channel', 'tenants_with_google_calendar',
+                                  'tenants_with_open_quotes')
                    AND p.proowner = 'fieldday_definer'::regrole
                    AND coalesce(p.proconfig, '{}') @> ARRAY['search_path=""'])
     """,

@@ -70,8 +70,13 @@ def clean_upload_request(kind: str | None, content_type: str | None, size: int |
 
 
 def media_bytes_used() -> int:
-    """Bytes of stored photos for the current tenant (RLS scopes the sum)."""
-    return int(db.session.scalar(db.select(db.func.coalesce(db.func.sum(BookingPhoto.size_bytes), 0))) or 0)
+    """Bytes of stored photos for the current tenant, of jobs and of quote requests alike: one
+    total against the plan's media quota (RLS scopes both sums)."""
+    from app.quotes.models import QuoteRequestPhoto
+
+    jobs = db.select(db.func.coalesce(db.func.sum(BookingPhoto.size_bytes), 0)).scalar_subquery()
+    requests = db.select(db.func.coalesce(db.func.sum(QuoteRequestPhoto.size_bytes), 0)).scalar_subquery()
+    return int(db.session.scalar(db.select(jobs + requests)) or 0)
 
 
 def start_upload(

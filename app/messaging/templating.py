@@ -78,6 +78,21 @@ KINDS: dict[str, Kind] = {
         "{business}: thanks for choosing us, {customer_first_name}! How did we do? It takes a minute: {review_link}",
         COMMON + ("review_link", "service", "reference"),
     ),
+    "quote_sent": Kind(
+        "Quote sent",
+        "When you send a quote (each new version too).",
+        "{business}: your quote {quote_number}",
+        "{business}: your quote {quote_number} is ready ({amount}). See it, pick a time and book: {quote_link}",
+        COMMON + ("quote_number", "amount", "quote_link", "expires"),
+    ),
+    "quote_expiring": Kind(
+        "Quote expiring",
+        "Two days before a quote the customer hasn't answered expires.",
+        "{business}: your quote {quote_number} expires {expires}",
+        "{business}: a reminder that your quote {quote_number} ({amount}) expires {expires}. "
+        "Book here: {quote_link}",
+        COMMON + ("quote_number", "amount", "quote_link", "expires"),
+    ),
 }
 
 # What the preview fills in: realistic values, so the owner sees the length a customer will get
@@ -99,6 +114,9 @@ SAMPLE = {
     "amount": "$120.00",
     "pay_link": "https://acme.fieldday.app/pay/" + _TOKEN[:90],
     "review_link": "https://acme.fieldday.app/review/" + _TOKEN[:90],
+    "quote_number": "Q-12",
+    "quote_link": "https://acme.fieldday.app/q/" + _TOKEN[:90],
+    "expires": "Dec 23",
 }
 
 

@@ -78,7 +78,7 @@ NAV = [
         "Customers & sales",
         [
             ("dashboard.customers", {}, "Customers", MANAGERS),
-            ("dashboard.upcoming_page", {"page": "quotes"}, "Quotes", MANAGERS),
+            ("dashboard.quotes", {}, "Quotes", MANAGERS),
             ("dashboard.payments_list", {}, "Payments", MANAGERS),
             ("dashboard.messages", {}, "Messages", MANAGERS),
             ("dashboard.reviews", {}, "Reviews", MANAGERS),
