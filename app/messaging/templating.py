@@ -89,8 +89,7 @@ KINDS: dict[str, Kind] = {
         "Quote expiring",
         "Two days before a quote the customer hasn't answered expires.",
         "{business}: your quote {quote_number} expires {expires}",
-        "{business}: a reminder that your quote {quote_number} ({amount}) expires {expires}. "
-        "Book here: {quote_link}",
+        "{business}: a reminder that your quote {quote_number} ({amount}) expires {expires}. Book here: {quote_link}",
         COMMON + ("quote_number", "amount", "quote_link", "expires"),
     ),
 }

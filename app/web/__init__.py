@@ -13,6 +13,7 @@ def register_web(app) -> None:
     from app.web import payments as _payments  # noqa: F401
     from app.web import platform as _platform  # noqa: F401  (platform staff: failed jobs)
     from app.web import quotes as _quotes  # noqa: F401  (dashboard builder and the customer's quote pages)
+    from app.web import reports as _reports  # noqa: F401  (charts and CSV exports)
     from app.web import reviews as _reviews  # noqa: F401  (dashboard and booking-site pages)
     from app.web import routes as _routes  # noqa: F401
     from app.web import setup as _setup  # noqa: F401

@@ -87,6 +87,7 @@ NAV = [
     (
         "Business",
         [
+            ("dashboard.reports_page", {}, "Reports", MANAGERS),
             ("dashboard.services", {}, "Services", MANAGERS),
             ("dashboard.technicians", {}, "Technicians", MANAGERS),
             ("dashboard.team", {}, "Team", MANAGERS),

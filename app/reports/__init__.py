@@ -1,0 +1,1 @@
+"""Reports for the owner: revenue, jobs, technicians, quote conversion and routes, in SQL."""
