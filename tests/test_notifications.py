@@ -186,11 +186,22 @@ def test_a_changed_eta_is_texted_once_when_it_moves_enough(app, make_tenant, see
     assert moved(starts + timedelta(minutes=25), now) == 1
     assert moved(starts + timedelta(minutes=25), now + timedelta(minutes=40)) == 0  # already told that
     assert moved(starts + timedelta(minutes=45), now + timedelta(minutes=10)) == 0  # not twice in 30 minutes
-    assert moved(starts + timedelta(minutes=45), now + timedelta(minutes=45)) == 1
-    texts = [m["body"] for m in sent_to(twilio_fake, "+15125550641") if "now expects to arrive" in m["body"]]
-    assert len(texts) == 2
+    # That held-back change isn't reported again by later recomputes (eta_at already moved), so the
+    # technician's next action passes every stop still to come: the customer hears it then.
     local = ZoneInfo("America/New_York")
+    with in_tenant(app, t):
+        b = db.session.get(Booking, (t.id, booking_id))
+        b.eta_at = starts + timedelta(minutes=45)
+        db.session.commit()
+        pending = eta.stops_to_tell(b.technician_id, starts.astimezone(local).date(), "America/New_York")
+        assert eta.notify_new_etas(pending, now=now + timedelta(minutes=45)) == 1
+    run_jobs()
+    # Back to a time told before is still a change for the customer (keyed by the previous text).
+    assert moved(starts + timedelta(minutes=25), now + timedelta(minutes=80)) == 1
+    texts = [m["body"] for m in sent_to(twilio_fake, "+15125550641") if "now expects to arrive" in m["body"]]
+    assert len(texts) == 3
     assert (starts + timedelta(minutes=25)).astimezone(local).strftime("%-I:%M") in texts[0]
+    assert (starts + timedelta(minutes=45)).astimezone(local).strftime("%-I:%M") in texts[1]
 
 
 def test_businesses_that_only_e_mail_still_send_day_before_reminders(
@@ -198,6 +209,7 @@ def test_businesses_that_only_e_mail_still_send_day_before_reminders(
 ):
     from app.extensions import db
     from app.messaging.jobs import sweep_reminders
+    from app.messaging.services import queue_reminders
     from tenants.models import Tenant
 
     t = make_tenant()
@@ -209,10 +221,79 @@ def test_businesses_that_only_e_mail_still_send_day_before_reminders(
     tomorrow = datetime.now(tz).date() + timedelta(days=1)
     book(app, t, with_contact(f, datetime.combine(tomorrow, time(16), tz).astimezone(UTC), email="remind@x.test"))
     run_jobs()
-    if datetime.now(tz).time() < time(6, 5):
-        return  # the fan-out is real-time; before 06:00 local there is nothing due yet
     with app.app_context():
         assert sweep_reminders() >= 1  # this business is found by its bookings, not by a texting number
+    run_jobs()  # its reminder job (real clock: due or not yet, depending on the hour)
+    with in_tenant(app, t):  # and at 18:00 local the day before, certainly due: one reminder either way
+        evening = datetime.combine(tomorrow - timedelta(days=1), time(18), tz).astimezone(UTC)
+        queue_reminders(db.session.get(Tenant, t.id), now=evening)
+        db.session.commit()
     run_jobs()
     subjects = [m["Subject"] for m in mails(smtp_server, "remind@x.test")]
-    assert any("see you tomorrow" in s for s in subjects) and any("confirmed" in s for s in subjects)
+    assert len([s for s in subjects if "see you tomorrow" in s]) == 1
+    assert len([s for s in subjects if "confirmed" in s]) == 1
+
+
+def test_a_refund_never_turns_into_a_payment_reminder(app, make_tenant, seed_booking, twilio_fake, run_jobs):
+    """A goodwill refund on a paid job makes the balance "partly paid", but the customer owes nothing."""
+    from app.booking import services as booking_services
+    from app.booking.models import Booking
+    from app.extensions import db
+    from app.messaging.services import queue_payment_reminders
+    from app.payments import services as payments
+    from tenants.models import Tenant
+
+    t = make_tenant()
+    f = seed_booking(t)
+    texting(app, t, twilio_fake)
+    booking_id = staff_book(app, t, f, tomorrow_at(10), "+15125550651")
+    with in_tenant(app, t):
+        bk = db.session.get(Booking, (t.id, booking_id))
+        booking_services.transition(bk, "in_progress", actor_type="user")
+        booking_services.transition(bk, "completed", actor_type="user")
+        bk.finished_at = bk.ends_at
+        tenant = db.session.get(Tenant, t.id)
+        cash = payments.record_manual(bk, method="cash", amount_cents=bk.price_cents)
+        payments.refund(cash.id, 1000, request_key="goodwill")
+        db.session.commit()
+        assert bk.payment_status != "paid"  # the refund shows...
+        assert queue_payment_reminders(tenant, now=bk.finished_at + timedelta(days=7, hours=1)) == 0  # ...no dunning
+        db.session.rollback()
+
+
+def test_a_template_that_renders_empty_falls_back_to_our_wording(app, make_tenant):
+    """A template of only optional variables is valid, but may be empty for one customer: that
+    customer still gets our wording, not nothing (an empty body would be refused by the database)."""
+    from app.extensions import db
+    from app.messaging import templating
+
+    t = make_tenant()
+    values = {"business": "Acme", "time": "9:00 AM", "address": "1 Main St", "manage_link": "http://x/b/1"}
+    with in_tenant(app, t):
+        templating.save(t.id, "reminder", "{arrival_window}", user_id=None)
+        assert templating.render(t.id, "reminder", {**values, "arrival_window": "Within 60 min."}) == "Within 60 min."
+        fallback = templating.render(t.id, "reminder", {**values, "arrival_window": ""})
+        assert fallback.startswith("Acme: a reminder that we'll see you tomorrow at 9:00 AM")
+        db.session.rollback()
+
+
+def test_a_second_job_for_an_e_mail_being_sent_waits_instead_of_sending_twice(
+    app, make_tenant, seed_booking, smtp_server, run_jobs
+):
+    import pytest
+
+    from app.extensions import db
+    from app.messaging import services
+    from app.messaging.models import Message
+
+    t = make_tenant()
+    f = seed_booking(t)
+    book(app, t, with_contact(f, tomorrow_at(10), email="twice@x.test"))
+    with in_tenant(app, t):
+        m = db.session.scalar(db.select(Message).where(Message.to_addr == "twice@x.test"))
+        m.status, m.sent_at = "sending", datetime.now(UTC)  # another job is mid-send right now
+        db.session.commit()
+        with pytest.raises(RuntimeError):
+            services.send(m.id)
+        db.session.rollback()
+    assert mails(smtp_server, "twice@x.test") == []

@@ -411,15 +411,6 @@ def test_a_review_request_is_texted_once_per_booking(
         assert c.get(path, base_url=f"http://{t.host}").status_code == 200  # the texted link opens the form
 
 
-def _completion_asks_for_reviews() -> bool:
-    import inspect
-
-    from app.booking import services
-
-    return "request_review" in inspect.getsource(services)
-
-
-@pytest.mark.skipif(not _completion_asks_for_reviews(), reason="booking transition() does not call request_review yet")
 def test_completing_a_job_from_the_dashboard_texts_a_review_request(
     app, make_tenant, seed_booking, visitor, twilio_fake, run_jobs, clean_queues
 ):

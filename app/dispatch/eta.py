@@ -140,7 +140,8 @@ def mark_on_my_way(
     if origin is not None and destination is not None:
         eta = _minute(now + timedelta(seconds=drive_seconds(origin, destination, travel)))
     booking.on_way_at = now
-    booking.eta_at = eta
+    if eta is not None:
+        booking.eta_at = eta  # else the running-late ETA we may already have texted stands
     booking_services.record_event(
         booking,
         booking.status,
@@ -262,7 +263,8 @@ def notify_on_my_way(booking: Booking, *, now: datetime | None = None) -> None:
     from tenants.models import Tenant
 
     tenant = db.session.get(Tenant, booking.tenant_id)
-    eta = booking.eta_at or booking.starts_at
+    now = now or datetime.now(UTC)
+    eta = booking.eta_at or max(booking.starts_at, _minute(now))
     sent = notify(
         tenant,
         booking.customer,
@@ -272,7 +274,7 @@ def notify_on_my_way(booking: Booking, *, now: datetime | None = None) -> None:
         dedupe_key=f"on_my_way:{booking.id}",
     )
     if sent is not None and sent.status != "skipped":
-        booking.eta_texted_for, booking.eta_texted_at = eta, now or datetime.now(UTC)
+        booking.eta_texted_for, booking.eta_texted_at = eta, now
     db.session.commit()
 
 
@@ -305,13 +307,26 @@ def notify_new_etas(changes: list[EtaChange], *, now: datetime | None = None) ->
             "eta_changed",
             values,
             booking_id=booking.id,
-            dedupe_key=f"eta_changed:{booking.id}:{expected.astimezone(UTC):%Y%m%dT%H%M}",
+            # One text per step of the story: keyed by the previous text, so an ETA that moves away
+            # and back again is still told.
+            dedupe_key=f"eta_changed:{booking.id}:{(booking.eta_texted_at or booking.created_at).isoformat()}",
         )
         if sent is not None and sent.status != "skipped":
             booking.eta_texted_for, booking.eta_texted_at = expected, now
             told += 1
     db.session.commit()
     return told
+
+
+def stops_to_tell(technician_id: uuid.UUID, day: date, time_zone: str) -> list[EtaChange]:
+    """Every confirmed stop of the day not yet driven to, as (id, eta, eta): what
+    ``notify_new_etas`` compares with what each customer last heard. Passing all of them (not only
+    this recompute's changes) means a change held back by the 30-minute limit is told later."""
+    return [
+        (b.id, b.eta_at, b.eta_at)
+        for b in list_day_stops(technician_id, day, time_zone)
+        if b.status == "confirmed" and b.on_way_at is None
+    ]
 
 
 def _tenant_id() -> uuid.UUID:

@@ -105,7 +105,9 @@ def queue_text(
         with db.session.begin_nested():
             db.session.add(message)
             db.session.flush()
-    except IntegrityError:
+    except IntegrityError as exc:
+        if not _is_duplicate(exc):
+            raise
         return None  # already queued (or sent) for this cause
     from app.jobs import after_commit
     from app.messaging.jobs import send_text
@@ -178,17 +180,17 @@ def send(message_id: uuid.UUID) -> str:
     from app.customers.models import Customer
 
     customer = db.session.get(Customer, (tid, message.customer_id)) if message.customer_id else None
+    if message.status == "sending" and message.sent_at and message.sent_at > _now() - timedelta(minutes=2):
+        # Another run may still be talking to Twilio or the mail server: come back later rather
+        # than risk a double (a run that *knows* it failed puts the row back to "queued").
+        raise RuntimeError("message is being sent by another job; retry later")
     if message.channel == "email":
         return _send_email(message)
     if customer is not None and customer.sms_opted_out_at is not None and message.kind != "reply":
         message.status, message.error_message = "skipped", "The customer opted out of texts (STOP)."
         return message.status
-    if message.status == "sending":
-        if message.sent_at and message.sent_at > _now() - timedelta(minutes=2):
-            # Another run may still be talking to Twilio: come back later rather than risk a double.
-            raise RuntimeError("text is being sent by another job; retry later")
-        if _already_sent(message):
-            return message.status
+    if message.status == "sending" and _already_sent(message):
+        return message.status
     if message.attempts >= MAX_ATTEMPTS:
         message.status, message.error_message = "failed", "Gave up after several attempts; Twilio kept failing."
         return message.status
@@ -214,7 +216,13 @@ def send(message_id: uuid.UUID) -> str:
         if exc.status and 400 <= exc.status < 500 and exc.status != 429:
             message.status = "failed"  # bad number, not ours...: retrying won't help; the owner sees why
             return message.status
-        raise  # 429/5xx: RQ retries with backoff (the row stays "sending")
+        if exc.status == 429:
+            # Rate limited: Twilio took nothing, so back to "queued" and RQ's retry sends it.
+            message.status = "queued"
+            db.session.commit()
+        # A 5xx (or a timeout) is ambiguous, Twilio may have sent it: the row stays "sending" and
+        # the retry asks Twilio before sending again.
+        raise
     message.provider_sid = sent.sid
     message.status, message.status_at = "sent", _now()
     return message.status
@@ -416,7 +424,9 @@ def queue_payment_reminders(tenant, *, now: datetime) -> int:
     for booking in candidates:
         age = now - (booking.finished_at or booking.ends_at)
         step = max(d for d in PAYMENT_REMINDER_DAYS if age >= timedelta(days=d))
-        due = payments.balance_due(booking)
+        # What was never paid: refunds (a goodwill gesture) don't make the customer owe it back.
+        paid = sum(p.amount_cents for p in payments.payments_for(booking) if p.status == "succeeded")
+        due = booking.price_cents - paid
         if due <= 0:
             continue
         link = site_url(tenant.subdomain, f"/pay/{make_pay_token(tenant.id, booking.id)}")
@@ -511,7 +521,9 @@ def _skipped(tenant, customer, kind, body, booking_id, dedupe_key, reason: str) 
         with db.session.begin_nested():
             db.session.add(message)
             db.session.flush()
-    except IntegrityError:
+    except IntegrityError as exc:
+        if not _is_duplicate(exc):
+            raise
         return None
     return message
 
@@ -547,7 +559,9 @@ def queue_email(
         with db.session.begin_nested():
             db.session.add(message)
             db.session.flush()
-    except IntegrityError:
+    except IntegrityError as exc:
+        if not _is_duplicate(exc):
+            raise
         return None
     from app.jobs import after_commit
     from app.messaging.jobs import send_text
@@ -557,9 +571,10 @@ def queue_email(
 
 
 def _send_email(message: Message) -> str:
-    """E-mail has no way to ask "did that go?", so a crash mid-send means at-least-once: the row
-    stays ``sending`` and the sweep sends it again after two minutes (a rare duplicate e-mail beats
-    a lost one). An SMTP refusal of the address is final; anything else is retried."""
+    """E-mail has no way to ask "did that go?", so only a crash mid-send means at-least-once: the
+    row stays ``sending`` and is sent again once that attempt is two minutes old (a rare duplicate
+    e-mail beats a lost one). A refused address is final; a server error puts the row back to
+    ``queued`` for the retry."""
     import smtplib
 
     from flask import render_template
@@ -585,8 +600,21 @@ def _send_email(message: Message) -> str:
     except smtplib.SMTPRecipientsRefused as exc:
         message.status, message.error_message = "failed", f"The mail server refused the address: {exc}"[:300]
         return message.status
+    except (smtplib.SMTPException, OSError) as exc:
+        # The server answered with an error or couldn't be reached: nothing was accepted, so the
+        # row goes back to "queued" for the retry.
+        message.status, message.error_message = "queued", f"{type(exc).__name__}: {exc}"[:300]
+        db.session.commit()
+        raise
     message.status, message.status_at = "sent", _now()
     return message.status
+
+
+def _is_duplicate(exc: IntegrityError) -> bool:
+    """The outbox's sent-marker (one message per dedupe key) said no; any other violation is a bug
+    to surface, not a message to drop silently."""
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(diag, "constraint_name", None) == "uq_messages_dedupe"
 
 
 def _first_name(customer) -> str:

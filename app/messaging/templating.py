@@ -167,7 +167,10 @@ def render(tenant_id: uuid.UUID, kind: str, values: dict[str, str]) -> str:
         check(kind, body)
     except TemplateError:
         body = KINDS[kind].default  # a template that no longer checks (a variable we retired) never blocks a text
-    return fill(body, values)
+    text = fill(body, values)
+    if not text:  # an owner's template made only of variables that are empty this time
+        text = fill(KINDS[kind].default, values)
+    return text
 
 
 def subject(kind: str, values: dict[str, str]) -> str:

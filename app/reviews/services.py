@@ -90,7 +90,7 @@ def _stars(raw, field: str, label: str, errors: dict[str, str], *, required: boo
         if required:
             errors[field] = f"Choose {label}: from 1 to 5 stars."
         return None
-    if not text.isdigit() or not 1 <= int(text) <= 5:
+    if text not in ("1", "2", "3", "4", "5"):  # not isdigit(): "²" is a digit int() refuses
         errors[field] = f"{label[0].upper()}{label[1:]} must be from 1 to 5 stars."
         return None
     return int(text)

@@ -97,7 +97,7 @@ def sms_number():
 
     tenant = g.tenant
     hour = request.form.get("reminder_hour", "")
-    if hour.isdigit() and 6 <= int(hour) <= 21:
+    if hour in {str(h) for h in range(6, 22)}:
         tenant.reminder_hour = int(hour)
     raw = (request.form.get("sms_number") or "").strip()
     if not raw:

@@ -194,7 +194,9 @@ def my_day_on_my_way(booking_id: uuid.UUID):
         return _back(booking)
     db.session.commit()
     eta.notify_on_my_way(booking, now=now)
-    eta.notify_new_etas(changes, now=now)
+    eta.notify_new_etas(
+        changes + eta.stops_to_tell(booking.technician_id, _local_day(booking), g.tenant.time_zone), now=now
+    )
     name = booking.customer.name
     if eta_at is not None:
         flash(f"On your way to {name}. ETA {_clock(eta_at)}.", "success")
@@ -216,7 +218,9 @@ def my_day_start(booking_id: uuid.UUID):
         flash(exc.message, "error")
         return _back(booking)
     db.session.commit()
-    eta.notify_new_etas(changes, now=now)
+    eta.notify_new_etas(
+        changes + eta.stops_to_tell(booking.technician_id, _local_day(booking), g.tenant.time_zone), now=now
+    )
     flash(f"Started {booking.customer.name}'s job at {_clock(now)}.", "success")
     return _back(booking)
 
@@ -246,7 +250,9 @@ def my_day_complete(booking_id: uuid.UUID):
         flash(exc.message, "error")
         return _back(booking)
     db.session.commit()
-    eta.notify_new_etas(changes, now=now)
+    eta.notify_new_etas(
+        changes + eta.stops_to_tell(booking.technician_id, _local_day(booking), g.tenant.time_zone), now=now
+    )
     flash(message or f"Job completed for {booking.customer.name}.", "success")
     return _back(booking)
 
