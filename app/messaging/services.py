@@ -58,6 +58,8 @@ def client():
             http.session.trust_env = False
     else:
         http = TwilioHttpClient(timeout=10)
+    # The SDK logs every request with its headers at INFO; our own log lines say what was sent.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
     made = Client(sid, token, http_client=http)
     app.extensions["twilio_client"] = made
     return made
