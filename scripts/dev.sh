@@ -31,7 +31,7 @@ JSON
   nohup weed server -dir="$PWD/var/s3" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3 -s3.config="$PWD/var/s3-identities.json" \
     -s3.port=8333 -s3.port.grpc=18333 -s3.port.iceberg=0 -s3.port.lance=0 -master.port=9333 -master.port.grpc=19333 \
     -volume.port=8080 -volume.port.grpc=18080 -filer.port=8888 -filer.port.grpc=18888 -metricsPort=9324 \
-    -master.telemetry=false -iam=false -volume.max=5 > var/log/s3.log 2>&1 &
+    -master.telemetry=false -iam=false -volume.max=50 -master.volumeSizeLimitMB=256 > var/log/s3.log 2>&1 &
 fi
 
 # Stripe: without real keys the demo uses the project's local stand-in (hosted checkout and

@@ -227,7 +227,11 @@ class SeaweedS3:
             f"-metricsPort={b + 8}",
             "-master.telemetry=false",
             "-iam=false",
-            "-volume.max=5",
+            # Room for both the filer's own collection and the bucket's: with 5 slots the default
+            # collection could take them all first, and every upload then failed ("no writable
+            # volumes", an S3 InternalError). Volumes are sparse files; 256 MB keeps them small.
+            "-volume.max=50",
+            "-master.volumeSizeLimitMB=256",
         ]
         self.proc = subprocess.Popen(cmd, stdout=open(self.base / "weed.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
         wait_for_port(b, timeout=60, proc=self.proc)
