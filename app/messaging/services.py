@@ -103,19 +103,7 @@ def queue_text(
         dedupe_key=dedupe_key,
         sent_by=sent_by,
     )
-    try:
-        with db.session.begin_nested():
-            db.session.add(message)
-            db.session.flush()
-    except IntegrityError as exc:
-        if not _is_duplicate(exc):
-            raise
-        return None  # already queued (or sent) for this cause
-    from app.jobs import after_commit
-    from app.messaging.jobs import send_text
-
-    after_commit(send_text.enqueue, tenant.id, message.id)
-    return message
+    return _into_outbox(message, send=True)
 
 
 class QuotaReached(Exception):
@@ -519,15 +507,7 @@ def _skipped(tenant, customer, kind, body, booking_id, dedupe_key, reason: str) 
         error_message=reason[:300],
         dedupe_key=dedupe_key,
     )
-    try:
-        with db.session.begin_nested():
-            db.session.add(message)
-            db.session.flush()
-    except IntegrityError as exc:
-        if not _is_duplicate(exc):
-            raise
-        return None
-    return message
+    return _into_outbox(message, send=False)
 
 
 def queue_email(
@@ -557,19 +537,7 @@ def queue_email(
         status="queued",
         dedupe_key=dedupe_key,
     )
-    try:
-        with db.session.begin_nested():
-            db.session.add(message)
-            db.session.flush()
-    except IntegrityError as exc:
-        if not _is_duplicate(exc):
-            raise
-        return None
-    from app.jobs import after_commit
-    from app.messaging.jobs import send_text
-
-    after_commit(send_text.enqueue, tenant.id, message.id)
-    return message
+    return _into_outbox(message, send=True)
 
 
 def _send_email(message: Message) -> str:
@@ -610,6 +578,25 @@ def _send_email(message: Message) -> str:
         raise
     message.status, message.status_at = "sent", _now()
     return message.status
+
+
+def _into_outbox(message: Message, *, send: bool) -> Message | None:
+    """Insert an outbox row (texts, e-mails and ``skipped`` notes alike); None when its dedupe key
+    was used before. With ``send``, its job is queued after the commit."""
+    try:
+        with db.session.begin_nested():
+            db.session.add(message)
+            db.session.flush()
+    except IntegrityError as exc:
+        if not _is_duplicate(exc):
+            raise
+        return None  # already queued (or sent) for this cause
+    if send:
+        from app.jobs import after_commit
+        from app.messaging.jobs import send_text
+
+        after_commit(send_text.enqueue, message.tenant_id, message.id)
+    return message
 
 
 def _is_duplicate(exc: IntegrityError) -> bool:
