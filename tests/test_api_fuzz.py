@@ -68,6 +68,9 @@ def fuzz_world(app, two_tenants, seed_booking, visitor):
     fa = seed_booking(a)
     a_ids = _ids_of(app, a, fa, book(app, a, request(fa, tomorrow_at(10))))
     b_ids = dict(_b_ids(app, b, seed_booking), addon_id=_addon_of(app, b))
+    # Both fuzz runs send a few thousand requests as A in under an hour: A is on the plan with the largest
+    # hourly API allowance (the allowance itself is tested in tests/test_api_keys.py).
+    _set_plan(app, a, "teams")
     v = login(visitor, a.owner)
     token = v.dashboard_token()
     me = v.get("/api/v1/me").get_json()
@@ -81,7 +84,38 @@ def fuzz_world(app, two_tenants, seed_booking, visitor):
         b.name,
         b.host,
     ]
-    return SimpleNamespace(a=a, b=b, a_ids=a_ids, b_ids=b_ids, b_marks=b_marks, client=v.client, token=token)
+    return SimpleNamespace(
+        a=a,
+        b=b,
+        a_ids=a_ids,
+        b_ids=b_ids,
+        b_marks=b_marks,
+        client=v.client,
+        token=token,
+        headers={"X-CSRFToken": token},
+    )
+
+
+@pytest.fixture
+def key_world(app, fuzz_world):
+    """The same world, but the requests come from a client with no cookie and A's read-and-write API key."""
+    from tests.test_api_keys import make_key
+
+    key_id, secret = make_key(app, fuzz_world.a, scopes="read_write", name="Fuzz")
+    client = app.test_client()
+    me = client.get("/api/v1/me", base_url=f"http://{HOST}", headers={"Authorization": f"Bearer {secret}"}).get_json()
+    assert me["tenant"]["id"] == str(fuzz_world.a.id) and me["api_key"]["id"] == str(key_id) and me["user"] is None
+    return SimpleNamespace(**{**vars(fuzz_world), "client": client, "headers": {"Authorization": f"Bearer {secret}"}})
+
+
+def _set_plan(app, t, plan: str) -> None:
+    from app.extensions import db
+    from tenants.context import tenant_context
+    from tenants.models import Tenant
+
+    with app.app_context(), tenant_context(t.id, db.session):
+        db.session.get(Tenant, t.id).plan = plan
+        db.session.commit()
 
 
 def _ids_of(app, t, facts, booking_id) -> dict[str, uuid.UUID]:
@@ -131,15 +165,26 @@ def _b_rows(app, b) -> dict:
     return {"people": _b_snapshot(app, b), **rows}
 
 
-@pytest.fixture
-def api_schema(app, fuzz_world):
-    config = schemathesis.Config.from_dict(
-        {"seed": SEED, "base-url": BASE_URL, "generation": {"deterministic": True, "max-examples": MAX_EXAMPLES}}
-    )
+def _load_schema(app):
+    # Security parameters are ours to send (the session cookie, or the key): schemathesis must not invent
+    # an Authorization header or a cookie from the document's securitySchemes.
+    generation = {"deterministic": True, "max-examples": MAX_EXAMPLES, "with-security-parameters": False}
+    config = schemathesis.Config.from_dict({"seed": SEED, "base-url": BASE_URL, "generation": generation})
     return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=config, base_url=f"http://{HOST}")
 
 
+@pytest.fixture
+def api_schema(app, fuzz_world):
+    return _load_schema(app)
+
+
+@pytest.fixture
+def api_schema_key(app, key_world):
+    return _load_schema(app)
+
+
 schema = schemathesis.pytest.from_fixture("api_schema")
+schema_with_key = schemathesis.pytest.from_fixture("api_schema_key")
 
 
 def _documented(case) -> bool:
@@ -179,13 +224,13 @@ def _send(case, w):
     response = case.call_and_validate(
         base_url=BASE_URL,
         session=w.client,
-        headers={"X-CSRFToken": w.token},
+        headers=w.headers,
         checks=CHECKS,
         excluded_checks=excluded,
     )
     where = f"{case.method} {case.formatted_path}"
     body = response.text
-    # Still A's owner: a 401/403 or a CSRF refusal would mean the fuzz no longer reaches the handlers.
+    # Still A's owner (or A's key): a 401/403 or a CSRF refusal would mean the fuzz no longer reaches the handlers.
     assert response.status_code not in (401, 403) and "csrf_failed" not in body, f"{where}: {body[:300]}"
     leaked = [m for m in w.b_marks if m in body]
     assert not leaked, f"{where} showed B's data {leaked}: {body[:300]}"
@@ -201,7 +246,23 @@ def _send(case, w):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_api_fuzz_as_tenant_a(case, fuzz_world, app):
-    w = fuzz_world
+    _fuzz(case, fuzz_world, app)
+
+
+@schema_with_key.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_api_fuzz_with_tenant_a_api_key(case, key_world, app):
+    """The same fuzz through A's API key (Bearer, no cookie, no CSRF token): 0 × 5xx, B's ids 404."""
+    _fuzz(case, key_world, app)
+
+
+def _fuzz(case, w, app):
     fuzzing = case.meta is not None and case.meta.phase.name.value in ("examples", "fuzzing")
     own = _with_ids(case, w.a_ids, anchored=fuzzing) if _documented(case) else None
     _send(own or case, w)

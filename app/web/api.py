@@ -1,25 +1,35 @@
-"""JSON API at ``app.<base>/api/v1`` (session auth for now; API keys arrive later)."""
+"""JSON API at ``app.<base>/api/v1``: a logged-in owner's or admin's session (with X-CSRFToken on
+writes), or a business's API key as ``Authorization: Bearer fd_live_…`` (docs/api-and-webhooks.md)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
-from flask import Blueprint, abort, g, jsonify, request
+from flask import Blueprint, abort, current_app, g, has_request_context, jsonify, request
 from flask_login import current_user
+from sqlalchemy import event
 
 from app.accounts import services as accounts
+from app.apikeys import services as apikeys
+from app.apikeys.models import ApiKey
+from app.audit.models import AuditEntry
 from app.booking import services as booking_services
+from app.booking.models import BookingEvent
 from app.catalog import services as catalog
 from app.customers import services as customer_services
 from app.errors import FielddayError, ValidationFailed
-from app.extensions import db
+from app.extensions import csrf, db, limiter
 from app.geo.geocoding import get_geocoder
 from tenants import settings as tenant_settings
+from tenants.context import activate
+from tenants.models import Tenant
 
 bp = Blueprint("api", __name__)
 
 SETTINGS_FIELDS = set(tenant_settings.FIELDS)
+REALM = 'Bearer realm="Fieldday API"'
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 class Unauthorized(FielddayError):
@@ -28,15 +38,137 @@ class Unauthorized(FielddayError):
     message = "Log in, or send an API key."
 
 
+class InsufficientScope(FielddayError):
+    status = 403
+    code = "insufficient_scope"
+    message = "This API key can only read. Create a key that can read and write to change things."
+
+
+# Authentication -------------------------------------------------------------------------------------------
+
+
+def authenticate_api_key():
+    """Bearer keys, resolved right after the tenancy layer's resolve_tenant (tenants/web.py) and with
+    its mechanism: the key's business becomes the transaction's tenant and ``g.tenant``. It has to run
+    before Flask-Limiter's check, which counts the request against that business. With a key the
+    session is not consulted at all: the request has no user (``current_user`` is anonymous)."""
+    if request.blueprint != "api" or request.endpoint == "api.openapi" or g.get("audience") != "app":
+        return None
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    g.api_auth = "key"
+    g._login_user = current_app.login_manager.anonymous_user()  # never the session's user
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        g.www_authenticate = f'{REALM}, error="invalid_request"'
+        raise Unauthorized("Send the API key as “Authorization: Bearer fd_live_…”.")
+    found = apikeys.find_key(token.strip())
+    key = None
+    if found is not None:
+        activate(found[0], db.session)
+        g.tenant = db.session.get(Tenant, found[0])
+        key = db.session.get(ApiKey, found)
+    if key is None or key.revoked_at is not None or g.tenant is None:
+        activate(None, db.session)
+        g.tenant = None
+        g.www_authenticate = f'{REALM}, error="invalid_token"'
+        raise Unauthorized("That API key isn't valid: it is unknown, mistyped or revoked.")
+    g.api_key = key
+    if apikeys.mark_used(key, now=_now()):
+        db.session.commit()
+    return None
+
+
+@bp.record_once
+def _install(state) -> None:
+    from tenants.web import resolve_tenant
+
+    funcs = state.app.before_request_funcs.setdefault(None, [])
+    at = funcs.index(resolve_tenant) + 1 if resolve_tenant in funcs else 0
+    funcs.insert(at, authenticate_api_key)
+
+
+# Bearer requests carry no cookie, so they can't be forged cross-site; sessions keep CSRF (below).
+csrf.exempt(bp)
+
+
 @bp.before_request
 def require_auth():
     if request.endpoint == "api.openapi":
+        return None
+    key = g.get("api_key")
+    if key is not None:
+        needed = "read" if request.method in READ_METHODS else "write"
+        if needed not in key.scopes:
+            g.www_authenticate = f'{REALM}, error="insufficient_scope", scope="{needed}"'
+            raise InsufficientScope()
         return None
     if not current_user.is_authenticated or g.get("tenant") is None:
         raise Unauthorized()
     if current_user.role not in ("owner", "admin"):
         abort(403)
+    csrf.protect()
     return None
+
+
+@bp.after_request
+def challenge(response):
+    if response.status_code == 401 or g.get("www_authenticate"):
+        response.headers.setdefault("WWW-Authenticate", g.get("www_authenticate") or REALM)
+    return response
+
+
+def _actor_id() -> uuid.UUID | None:
+    """The user behind a session request; None with an API key (its id goes into the history rows)."""
+    return current_user.id if current_user.is_authenticated else None
+
+
+@event.listens_for(AuditEntry, "before_insert")
+@event.listens_for(BookingEvent, "before_insert")
+def _note_api_key(mapper, connection, target) -> None:
+    # Audit rows and booking history written during a key's request name the key (there is no user).
+    if has_request_context() and (key := g.get("api_key")) is not None:
+        target.detail = {**(target.detail or {}), "api_key_id": str(key.id), "api_key": key.display}
+
+
+# Rate limit: one hourly allowance per business, from its plan, shared by all its keys and sessions.
+
+
+def _limit_value() -> str:
+    tenant = g.get("tenant")
+    return apikeys.limit_string(tenant) if tenant is not None else "1 per hour"
+
+
+def _limit_key() -> str:
+    tenant = g.get("tenant")
+    return str(tenant.id) if tenant is not None else ""
+
+
+def _limit_message() -> str:
+    tenant = g.get("tenant")
+    allowance = apikeys.hourly_allowance(tenant) if tenant is not None else 0
+    return (
+        f"This business has used its {allowance:,} API requests for this hour. "
+        "Retry after the time in the Retry-After header, or move to a bigger plan."
+    )
+
+
+def _not_counted() -> bool:
+    # The session cookie names its business even when it no longer logs anyone in (logged out everywhere,
+    # a removed person's old cookie): such a request gets 401 and must not use up that business's hour.
+    if g.get("tenant") is None:
+        return True
+    return g.get("api_key") is None and not current_user.is_authenticated
+
+
+limiter.shared_limit(
+    _limit_value,
+    scope=apikeys.RATE_SCOPE,
+    key_func=_limit_key,
+    exempt_when=_not_counted,
+    error_message=_limit_message,
+)(bp)
 
 
 def tenant_json(t) -> dict:
@@ -103,9 +235,17 @@ def check_types(obj: dict, spec: dict, prefix: str = "") -> None:
         raise ValidationFailed(errors)
 
 
+def api_key_json(k) -> dict:
+    return {"id": str(k.id), "name": k.name, "prefix": k.prefix, "scopes": list(k.scopes)}
+
+
 @bp.get("/me")
 def me():
-    return jsonify(user=user_json(current_user), tenant=tenant_json(g.tenant))
+    """Who is calling: the logged-in user, or (with a key) the key itself and no user."""
+    key = g.get("api_key")
+    if key is not None:
+        return jsonify(user=None, api_key=api_key_json(key), tenant=tenant_json(g.tenant))
+    return jsonify(user=user_json(current_user), api_key=None, tenant=tenant_json(g.tenant))
 
 
 @bp.get("/settings")
@@ -124,7 +264,7 @@ def patch_settings():
     bad_types = [k for k, v in body.items() if v is not None and not isinstance(v, str)]
     if bad_types:
         raise ValidationFailed({k: "Must be a string." for k in bad_types})
-    tenant_settings.update_settings(g.tenant, {k: (v or "") for k, v in merged.items()}, actor_id=current_user.id)
+    tenant_settings.update_settings(g.tenant, {k: (v or "") for k, v in merged.items()}, actor_id=_actor_id())
     db.session.commit()
     return jsonify(tenant_json(g.tenant))
 
@@ -450,7 +590,7 @@ def create_booking():
         notes=body.get("notes"),
         source="api",
     )
-    booking = booking_services.book(g.tenant, req, now=_now(), actor_type="user", actor_id=current_user.id)
+    booking = booking_services.book(g.tenant, req, now=_now(), actor_type="user", actor_id=_actor_id())
     db.session.commit()
     from app.booking.jobs import schedule_hold_expiry
 
@@ -468,7 +608,7 @@ def move_booking(booking_id: uuid.UUID):
         booking,
         _instant(body.get("starts_at"), "starts_at"),
         actor_type="user",
-        actor_id=current_user.id,
+        actor_id=_actor_id(),
         now=_now(),
         technician_id=_uuid_or_none(body.get("technician_id"), "technician_id"),
     )
@@ -482,8 +622,8 @@ def set_booking_status(booking_id: uuid.UUID):
     body = json_body()
     to = str(body.get("status") or "")
     if to == "canceled":
-        booking_services.cancel_booking(g.tenant, booking, actor_type="user", actor_id=current_user.id, now=_now())
+        booking_services.cancel_booking(g.tenant, booking, actor_type="user", actor_id=_actor_id(), now=_now())
     else:
-        booking_services.transition(booking, to, actor_type="user", actor_id=current_user.id)
+        booking_services.transition(booking, to, actor_type="user", actor_id=_actor_id())
     db.session.commit()
     return jsonify(booking_json(booking))

@@ -35,6 +35,15 @@ PRICES = {
 }
 SCHEMAS = {
     "Error": ERROR,
+    "ApiKey": {
+        "type": "object",
+        "properties": {
+            "id": ID,
+            "name": {"type": "string"},
+            "prefix": {"type": "string"},
+            "scopes": {"type": "array", "items": {"enum": ["read", "write"]}},
+        },
+    },
     "User": {"type": "object", "properties": {k: {"type": "string"} for k in ("id", "name", "email", "role")}},
     "Package": {
         "type": "object",
@@ -148,12 +157,63 @@ def _json(schema: dict, description: str = "OK") -> dict:
 def _errors(*codes: int) -> dict:
     text = {
         400: "Malformed request",
-        401: "Not logged in",
+        401: "Not logged in, or the API key is missing, unknown or revoked",
+        402: "The plan's limit is reached (code `plan_limit_reached`); the message says which and what to do",
         404: "Not found (including other businesses' ids)",
         409: "That time was just taken",
         422: "Invalid input; `fields` names each problem",
     }
     return {str(c): _json(_ref("Error"), text[c]) for c in codes}
+
+
+# Every operation: how to authenticate, and the answers any of them can give (docs/api-and-webhooks.md).
+SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "fd_live_<prefix>_<secret>",
+        "description": "A business's API key (Integrations → API keys). GET needs the read scope, "
+        "every other method the write scope.",
+    },
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "fd_session",
+        "description": "A logged-in owner's or admin's session; writes also need the X-CSRFToken header.",
+    },
+}
+RATE_HEADERS = {
+    "X-RateLimit-Limit": "The business's API requests per hour (from its plan)",
+    "X-RateLimit-Remaining": "Requests left in this hour's window",
+    "X-RateLimit-Reset": "When the window resets (Unix seconds)",
+}
+
+
+def _header(description: str) -> dict:
+    return {"description": description, "schema": {"type": "integer"}}
+
+
+def _secure(paths: dict) -> dict:
+    """Every operation names both schemes and documents 401, 403 and 429 with their headers."""
+    challenge = {"WWW-Authenticate": {"description": "Bearer challenge", "schema": {"type": "string"}}}
+    limited = {"Retry-After": _header("Seconds until the hourly window resets")}
+    limited |= {k: _header(v) for k, v in RATE_HEADERS.items()}
+    common = {
+        "401": {**_errors(401)["401"], "headers": challenge},
+        "403": {
+            **_json(_ref("Error"), "The API key lacks the scope this method needs, or the user's role can't"),
+            "headers": challenge,
+        },
+        "429": {
+            **_json(_ref("Error"), "The business used its hourly API allowance (all its keys and sessions)"),
+            "headers": limited,
+        },
+    }
+    for operations in paths.values():
+        for operation in operations.values():
+            operation["security"] = [{"apiKey": []}, {"session": []}]
+            operation["responses"] = {**operation["responses"], **common}
+    return paths
 
 
 def _path_id(name: str = "id") -> list[dict]:
@@ -182,18 +242,37 @@ def _query(*names: str, required: tuple[str, ...] = ()) -> list[dict]:
 
 def document() -> dict:
     listing = lambda key, item: _json({"type": "object", "properties": {key: {"type": "array", "items": _ref(item)}}})  # noqa: E731
-    return {
+    doc = {
         "openapi": "3.1.0",
         "info": {
             "title": "Fieldday API",
             "version": "1",
-            "description": "Session (with X-CSRFToken on writes) or per-tenant API key. Money is integer cents; "
-            "times are ISO 8601 with an offset.",
+            "description": "A business's API key (Authorization: Bearer fd_live_…) or a logged-in session (with "
+            "X-CSRFToken on writes). Each business has an hourly allowance by plan, shared by all its keys and "
+            "sessions; every answer carries X-RateLimit-* headers. Money is integer cents; times are ISO 8601 "
+            "with an offset.",
         },
         "servers": [{"url": "/api/v1"}],
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
+        "security": [{"apiKey": []}, {"session": []}],
         "paths": {
-            "/me": {"get": {"responses": {"200": _json({"type": "object"}), **_errors(401)}}},
+            "/me": {
+                "get": {
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "description": "A session gives the user; a key gives the key (the other is null).",
+                                "properties": {
+                                    "user": {"oneOf": [_ref("User"), {"type": "null"}]},
+                                    "api_key": {"oneOf": [_ref("ApiKey"), {"type": "null"}]},
+                                    "tenant": {"type": "object"},
+                                },
+                            }
+                        )
+                    }
+                }
+            },
             "/settings": {
                 "get": {"responses": {"200": _json({"type": "object"})}},
                 "patch": {
@@ -232,7 +311,7 @@ def document() -> dict:
                 },
                 "post": {
                     "requestBody": {"content": {"application/json": {"schema": _ref("NewCustomer")}}},
-                    "responses": {"201": _json(_ref("Customer"), "Created"), **_errors(400, 422)},
+                    "responses": {"201": _json(_ref("Customer"), "Created"), **_errors(400, 402, 422)},
                 },
             },
             "/customers/{customer_id}": {
@@ -282,7 +361,7 @@ def document() -> dict:
                 },
                 "post": {
                     "requestBody": {"content": {"application/json": {"schema": _ref("NewBooking")}}},
-                    "responses": {"201": _json(_ref("Booking"), "Booked"), **_errors(400, 409, 422)},
+                    "responses": {"201": _json(_ref("Booking"), "Booked"), **_errors(400, 402, 409, 422)},
                 },
             },
             "/bookings/{booking_id}": {
@@ -330,3 +409,5 @@ def document() -> dict:
             },
         },
     }
+    _secure(doc["paths"])
+    return doc
