@@ -29,6 +29,10 @@ class Customer(db.Model):
     email: Mapped[str | None]
     notes: Mapped[str | None]
     sms_opted_out_at: Mapped[datetime | None]
+    # Data rights (app/customers/privacy.py): the person removed; a deletion asked for and when it runs.
+    anonymised_at: Mapped[datetime | None]
+    deletion_requested_at: Mapped[datetime | None]
+    purge_after: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
@@ -38,6 +42,11 @@ class Customer(db.Model):
     vehicles: Mapped[list[Vehicle]] = relationship(
         back_populates="customer", order_by="Vehicle.created_at", cascade="all, delete-orphan"
     )
+
+    @property
+    def reachable(self) -> bool:
+        """False once anonymised or while a deletion is pending: no texts, e-mails or new bookings."""
+        return self.anonymised_at is None and self.purge_after is None
 
 
 class Address(db.Model):

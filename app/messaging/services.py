@@ -84,8 +84,8 @@ def queue_text(
 ) -> Message | None:
     """Put a text in the outbox (sent by a job after commit). None when the business has no
     number, the customer no mobile or they opted out, or the same dedupe key was queued before."""
-    if not texts_enabled(tenant) or customer is None or not customer.phone:
-        return None
+    if not texts_enabled(tenant) or customer is None or not customer.phone or not customer.reachable:
+        return None  # (not reachable: anonymised, or asked to be deleted)
     if customer.sms_opted_out_at is not None and kind != "reply":
         return None
     if sms_left(tenant) <= 0:
@@ -174,6 +174,9 @@ def send(message_id: uuid.UUID) -> str:
         # Another run may still be talking to Twilio or the mail server: come back later rather
         # than risk a double (a run that *knows* it failed puts the row back to "queued").
         raise RuntimeError("message is being sent by another job; retry later")
+    if customer is not None and not customer.reachable:
+        message.status, message.error_message = "skipped", "The customer asked to be deleted."
+        return message.status
     if message.channel == "email":
         return _send_email(message)
     if customer is not None and customer.sms_opted_out_at is not None and message.kind != "reply":
@@ -453,7 +456,7 @@ def notify(
     ``skipped`` row says why, so the owner sees it instead of wondering."""
     from app.messaging import templating
 
-    if customer is None:
+    if customer is None or not customer.reachable:  # anonymised, or asked to be deleted
         return None
     values = {"business": tenant.name, "customer_first_name": _first_name(customer), **values}
     body = templating.render(tenant.id, kind, values)
@@ -521,7 +524,7 @@ def queue_email(
     dedupe_key: str | None = None,
 ) -> Message | None:
     """Put an e-mail in the outbox (same rules as texts: once per dedupe key, sent after commit)."""
-    if customer is None or not customer.email:
+    if customer is None or not customer.email or not customer.reachable:
         return None
     message = Message(
         tenant_id=tenant.id,

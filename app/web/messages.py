@@ -74,6 +74,9 @@ def reply(customer_id: uuid.UUID):
     if len(body) > 1600:
         flash("That message is too long for a text (1,600 characters at most).", "error")
         return back
+    if not customer.reachable:
+        flash(f"{customer.name} asked to be deleted or was anonymised: they can't be texted.", "error")
+        return back
     if customer.sms_opted_out_at is not None:
         flash(f"{customer.name} texted STOP: they get no texts until they text START.", "error")
         return back

@@ -70,9 +70,12 @@ def _reviewed_booking(token: str):
     if tenant_id != g.tenant.id:
         abort(404)  # another business's link: nothing to see on this site
     try:
-        return booking_services.get_booking(booking_id)
+        booking = booking_services.get_booking(booking_id)
     except FielddayError:
         abort(404)
+    if booking.customer is not None and not booking.customer.reachable:
+        abort(404)  # anonymised or asked to be deleted: the link no longer adds to their record
+    return booking
 
 
 @site.bp.route("/review/<token>", methods=["GET", "POST"])
