@@ -47,6 +47,9 @@ def init_app(app) -> None:
     app.cli.add_command(tenants_cli)
     app.cli.add_command(storage_cli)
     app.cli.add_command(platform_admin_cli)
+    from app.billing.cli import billing_cli
+
+    app.cli.add_command(billing_cli)
 
 
 @click.group("demo", cls=AppGroup)

@@ -92,11 +92,14 @@ class Config:
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
     STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
     STRIPE_CONNECT_WEBHOOK_SECRET = os.environ.get("STRIPE_CONNECT_WEBHOOK_SECRET", "")
+    # Stripe Billing on the platform account (the businesses' own subscriptions; docs/platform-and-billing.md):
+    # the secret of the platform endpoint /webhooks/stripe/billing. Prices are found by lookup key, no ids here.
+    STRIPE_BILLING_WEBHOOK_SECRET = os.environ.get("STRIPE_BILLING_WEBHOOK_SECRET", "")
     STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
     STRIPE_TIMEOUT_S = env_int("STRIPE_TIMEOUT_S", 20)
-    # Where our forms may send the browser (CSP form-action): hosted Checkout and onboarding.
+    # Where our forms may send the browser (CSP form-action): hosted Checkout, onboarding, the billing portal.
     STRIPE_FORM_ORIGINS = os.environ.get(
-        "STRIPE_FORM_ORIGINS", "https://checkout.stripe.com https://connect.stripe.com"
+        "STRIPE_FORM_ORIGINS", "https://checkout.stripe.com https://connect.stripe.com https://billing.stripe.com"
     )
 
     # Twilio (DESIGN §9). TWILIO_API_BASE points the official SDK at the project's stand-in
@@ -123,6 +126,16 @@ class Config:
     ROUTING_OSRM_URL = os.environ.get("ROUTING_OSRM_URL", "")
     MAPBOX_TOKEN = os.environ.get("MAPBOX_TOKEN", "")
     ROUTING_TIME_LIMIT_S = env_int("ROUTING_TIME_LIMIT_S", 5)
+
+    # Outgoing webhooks (docs/api-and-webhooks.md): never to private addresses. The allowlist names hosts
+    # exempt from that check (a local receiver in tests or development); ProductionConfig pins it empty
+    # and https on. Failed attempts in a row before an endpoint is turned off and the owner told.
+    OUTGOING_WEBHOOKS_HTTPS_ONLY = env_bool("OUTGOING_WEBHOOKS_HTTPS_ONLY", True)
+    OUTGOING_WEBHOOKS_ALLOWED_HOSTS = tuple(
+        h.strip().lower() for h in os.environ.get("OUTGOING_WEBHOOKS_ALLOWED_HOSTS", "").split(",") if h.strip()
+    )
+    OUTGOING_WEBHOOKS_TIMEOUT_S = 5
+    OUTGOING_WEBHOOKS_DISABLE_AFTER = 20
 
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
     RATELIMIT_HEADERS_ENABLED = True
@@ -158,6 +171,8 @@ class ProductionConfig(Config):
     PUBLIC_PORT = os.environ.get("PUBLIC_PORT", "")
     HSTS = True
     EMAIL_ALLOW_TEST_DOMAINS = False
+    OUTGOING_WEBHOOKS_HTTPS_ONLY = True
+    OUTGOING_WEBHOOKS_ALLOWED_HOSTS = ()
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "smtp")
     PROXY_FIX_HOPS = env_int("PROXY_FIX_HOPS", 1)
 

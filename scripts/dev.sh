@@ -39,10 +39,12 @@ fi
 if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
   STRIPE_PORT="${STRIPE_PORT:-12111}"
   export STRIPE_SECRET_KEY=sk_test_standin STRIPE_CONNECT_WEBHOOK_SECRET=whsec_standin
+  export STRIPE_BILLING_WEBHOOK_SECRET=whsec_billing_standin
   export STRIPE_API_BASE="http://127.0.0.1:$STRIPE_PORT"
   if ! (echo > "/dev/tcp/127.0.0.1/$STRIPE_PORT") 2>/dev/null; then
     nohup python -m scripts.standins.stripe_standin --port "$STRIPE_PORT" --api-key sk_test_standin \
       --secret whsec_standin --webhook-url "http://127.0.0.1:$PORT/webhooks/stripe/connect" \
+      --billing-webhook-url "http://127.0.0.1:$PORT/webhooks/stripe/billing" --billing-secret whsec_billing_standin \
       --webhook-host "app.localhost:$PORT" --state "$PWD/var/stripe-standin.json" > var/log/stripe.log 2>&1 &
     for _ in $(seq 1 30); do (echo > "/dev/tcp/127.0.0.1/$STRIPE_PORT") 2>/dev/null && break; sleep 0.2; done
   fi
@@ -88,6 +90,7 @@ flask db upgrade
 for _ in $(seq 1 60); do flask storage init >/dev/null 2>&1 && break; sleep 1; done
 flask storage init
 flask demo load
+flask billing prices || echo "Stripe prices not created (is Stripe reachable?): Plan & usage will not sell Pro or Teams"  # kept if they exist
 
 flask worker > var/log/worker.log 2>&1 &
 WORKER=$!

@@ -44,6 +44,13 @@ class Tenant(db.Model):
     reminder_hour: Mapped[int] = mapped_column(default=17)
     google_review_url: Mapped[str | None]
     tax_rate_bps: Mapped[int] = mapped_column(default=0)  # default for new quotes (0008)
+    # The business's own Fieldday subscription (Stripe Billing on the platform account, 0012).
+    billing_customer_id: Mapped[str | None]
+    subscription_id: Mapped[str | None]
+    subscription_status: Mapped[str] = mapped_column(default="none")
+    subscription_period_end: Mapped[datetime | None]
+    subscription_cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
+    subscription_updated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

@@ -91,7 +91,7 @@ def app(services, smtp_server, live_port, stripe_standin_server, twilio_standin_
     from app import create_app
     from app.config import TestConfig
     from tests.fixtures_google import FERNET_KEY, GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET
-    from tests.fixtures_stripe import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
+    from tests.fixtures_stripe import STRIPE_API_KEY, STRIPE_BILLING_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET
     from tests.fixtures_twilio import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
 
     app = create_app(
@@ -110,6 +110,7 @@ def app(services, smtp_server, live_port, stripe_standin_server, twilio_standin_
             STRIPE_SECRET_KEY=STRIPE_API_KEY,
             STRIPE_API_BASE=stripe_standin_server.url,
             STRIPE_CONNECT_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
+            STRIPE_BILLING_WEBHOOK_SECRET=STRIPE_BILLING_WEBHOOK_SECRET,
             # Twilio's official SDK, pointed at the stand-in.
             TWILIO_ACCOUNT_SID=TWILIO_ACCOUNT_SID,
             TWILIO_AUTH_TOKEN=TWILIO_AUTH_TOKEN,

@@ -12,6 +12,7 @@ from scripts.standins.stripe_standin import StripeStandin
 
 STRIPE_API_KEY = "sk_test_standin"
 STRIPE_WEBHOOK_SECRET = "whsec_standin"
+STRIPE_BILLING_WEBHOOK_SECRET = "whsec_billing_standin"  # the platform (Billing) endpoint's own secret
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +29,9 @@ def stripe_fake(stripe_standin_server):
     server.reset()
     server.webhook_url = server.webhook_host = None
     server.webhook_secret = STRIPE_WEBHOOK_SECRET
+    server.billing_webhook_url, server.billing_webhook_secret = None, STRIPE_BILLING_WEBHOOK_SECRET
     yield server
-    server.webhook_url = server.webhook_host = None
+    server.webhook_url = server.webhook_host = server.billing_webhook_url = None
 
 
 @pytest.fixture

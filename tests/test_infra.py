@@ -48,6 +48,8 @@ DEFAULT_IS_RIGHT = {
     "GOOGLE_PUSH": "on: watch channels to https://app.<base>/webhooks/google/calendar",
     "GOOGLE_SYNC_DAYS": "60 days imported (or the business's horizon, if longer)",
     "DATABASE_OWNER_URL": "migration job only (checked separately)",
+    "OUTGOING_WEBHOOKS_HTTPS_ONLY": "ProductionConfig pins it on",
+    "OUTGOING_WEBHOOKS_ALLOWED_HOSTS": "ProductionConfig pins it empty (a local receiver in tests only)",
 }
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|_KEY($|_)|DATABASE_.*URL|REDIS_URL|CONNECTION_STRING")
 

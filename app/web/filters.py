@@ -20,6 +20,15 @@ ACTIVITY = {
     "invitation.created": "Invitation sent",
     "invitation.revoked": "Invitation revoked",
     "invitation.accepted": "Invitation accepted",
+    # The business's Fieldday subscription (app/billing) and plan changes by Fieldday staff.
+    "plan.changed_by_platform": "Plan changed by Fieldday support",
+    "billing.checkout_started": "Subscription checkout started",
+    "billing.plan_changed": "Plan changed (subscription)",
+    "billing.switched": "Plan switched",
+    "billing.cancel_scheduled": "Subscription set to end",
+    "billing.cancel_undone": "Subscription kept",
+    "billing.payment_failed": "Subscription payment failed",
+    "billing.subscription_ended": "Subscription ended: back on Starter",
 }
 
 

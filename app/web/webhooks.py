@@ -18,6 +18,22 @@ log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
 
 
+def _stripe_event(payload: bytes, secret_setting: str):
+    """(event, None) when the signature checks out with that endpoint's secret and the event is of
+    our mode (test/live); else (None, the answer to give Stripe)."""
+    try:
+        event = payments.verify_event(
+            payload, request.headers.get("Stripe-Signature"), current_app.config[secret_setting]
+        )
+    except payments.BadEvent as exc:
+        log.warning("stripe webhook %s refused: %s", request.path, exc)
+        return None, (jsonify(error={"code": "bad_signature", "message": "Signature check failed."}), 400)
+    if not payments.event_matches_mode(event):
+        log.warning("stripe event %s has livemode=%s, not ours; ignored", event.id, event.livemode)
+        return None, jsonify(received=True, ignored="livemode")
+    return event, None
+
+
 @bp.post("/webhooks/stripe/connect")
 @csrf.exempt
 @limiter.exempt
@@ -25,16 +41,9 @@ def stripe_connect():
     """Stripe's Connect endpoint: events of the businesses' own accounts. Verify, map the
     account to its business through the narrow lookup, record the event once, answer 2xx fast."""
     payload = request.get_data(cache=False)
-    try:
-        event = payments.verify_event(
-            payload, request.headers.get("Stripe-Signature"), current_app.config["STRIPE_CONNECT_WEBHOOK_SECRET"]
-        )
-    except payments.BadEvent as exc:
-        log.warning("stripe webhook refused: %s", exc)
-        return jsonify(error={"code": "bad_signature", "message": "Signature check failed."}), 400
-    if not payments.event_matches_mode(event):
-        log.warning("stripe event %s has livemode=%s, not ours; ignored", event.id, event.livemode)
-        return jsonify(received=True, ignored="livemode")
+    event, refused = _stripe_event(payload, "STRIPE_CONNECT_WEBHOOK_SECRET")
+    if refused is not None:
+        return refused
     account = getattr(event, "account", None)
     if not account:
         log.info("stripe event %s (%s) is not from a connected account; ignored", event.id, event.type)
@@ -57,6 +66,50 @@ def stripe_connect():
             from app.payments.jobs import process_stripe_event
 
             after_commit(process_stripe_event.enqueue, tenant_id, event.id)
+        db.session.commit()
+    return jsonify(received=True, duplicate=not new)
+
+
+@bp.post("/webhooks/stripe/billing")
+@csrf.exempt
+@limiter.exempt
+def stripe_billing():
+    """Stripe's platform endpoint for Billing: the businesses' own Fieldday subscriptions. Its own
+    secret; the Stripe customer names the business (narrow lookup); each event is recorded once and
+    worked on in a job (docs/platform-and-billing.md)."""
+    from app.billing import services as billing
+
+    payload = request.get_data(cache=False)
+    event, refused = _stripe_event(payload, "STRIPE_BILLING_WEBHOOK_SECRET")
+    if refused is not None:
+        return refused
+    if getattr(event, "account", None):
+        log.info("stripe event %s (%s) is a connected account's; ignored here", event.id, event.type)
+        return jsonify(received=True, ignored="connected account")
+    if event.type not in billing.HANDLED:
+        return jsonify(received=True, ignored="type")
+    body = json.loads(payload)
+    obj = (body.get("data") or {}).get("object") or {}
+    customer = billing.customer_of(obj)
+    tenant_id = (
+        db.session.execute(text("SELECT public.tenant_id_for_billing_customer(:c)"), {"c": customer}).scalar()
+        if customer
+        else None
+    )
+    db.session.rollback()
+    if tenant_id is None:
+        log.warning("stripe billing event %s for unknown customer %s; ignored", event.id, customer)
+        return jsonify(received=True, ignored="unknown customer")
+    if payments.event_names_other_tenant(body, tenant_id):
+        log.warning("stripe billing event %s names another business in its metadata; ignored", event.id)
+        return jsonify(received=True, ignored="metadata")
+    with tenant_context(tenant_id, db.session):
+        new = billing.record_event(tenant_id, event, body)
+        if new:
+            from app.billing.jobs import process_billing_event
+            from app.jobs import after_commit
+
+            after_commit(process_billing_event.enqueue, tenant_id, event.id)
         db.session.commit()
     return jsonify(received=True, duplicate=not new)
 

@@ -72,6 +72,9 @@ param stripeSecretKey string
 @secure()
 param stripeConnectWebhookSecret string
 @secure()
+@description('Signing secret of the platform endpoint /webhooks/stripe/billing (the businesses\' subscriptions)')
+param stripeBillingWebhookSecret string
+@secure()
 param twilioAuthToken string
 @secure()
 @description('Twilio account SID (with the auth token, the SDK credentials)')
@@ -185,6 +188,7 @@ module keyvault 'modules/keyvault.bicep' = {
       'smtp-password': smtpPassword
       'stripe-secret-key': stripeSecretKey
       'stripe-connect-webhook-secret': stripeConnectWebhookSecret
+      'stripe-billing-webhook-secret': stripeBillingWebhookSecret
       'twilio-auth-token': twilioAuthToken
       'twilio-account-sid': twilioAccountSid
       'google-client-secret': googleClientSecret

@@ -3,10 +3,13 @@
 Tests and the offline demo point the official SDK at it with
 ``StripeClient(key, base_addresses={"api": url, "connect": url, "files": url})``. It honours ``Stripe-Account``
 and ``Idempotency-Key``, answers Stripe's error envelopes, serves hosted Checkout and onboarding pages and signs
-webhooks with the SDK's own signer. It never talks to the internet and has no security beyond loopback.
+webhooks with the SDK's own signer. Billing on the platform account too: prices by lookup key, Checkout in
+subscription mode, subscriptions, invoices and a cut-down customer portal; the platform's own events go to
+``billing_webhook_url`` (its own secret) when set. It never talks to the internet and has no security beyond loopback.
 
     python -m scripts.standins.stripe_standin --port 12111 --api-key sk_test_standin --secret whsec_standin \\
         --webhook-url http://127.0.0.1:5000/webhooks/stripe/connect --webhook-host app.localhost:5000 \\
+        --billing-webhook-url http://127.0.0.1:5000/webhooks/stripe/billing --billing-secret whsec_billing \\
         --state .dev/stripe-standin.json
 """
 
@@ -42,6 +45,12 @@ PREFIXES = {
     "payment_intent": "pi",
     "charge": "ch",
     "refund": "re",
+    # Stripe Billing on the platform account (the businesses' own Fieldday subscriptions).
+    "product": "prod",
+    "price": "price",
+    "subscription": "sub",
+    "invoice": "in",
+    "billing_portal.session": "bps",
 }
 LABELS = {"payment_method": "PaymentMethod"}  # how Stripe names a kind in "No such …" messages
 # Test cards: brand and outcome; "auth" succeeds on-session but needs authentication off-session.
@@ -82,7 +91,22 @@ ROUTES = [
     ("GET,POST", "/connect/onboard/<token>", "onboard_page", None),
     ("GET", "/_standin/health", "health", None),
     ("POST", "/_standin/accounts/<oid>/complete", "complete_account_page", None),
+    # Billing: products, prices (looked up by lookup_key), subscriptions, invoices, the customer portal.
+    ("POST", "/v1/products", "create_product", None),
+    ("GET", "/v1/products/<oid>", "get_object", {"kind": "product"}),
+    ("POST", "/v1/prices", "create_price", None),
+    ("GET", "/v1/prices", "list_prices", None),
+    ("GET", "/v1/prices/<oid>", "get_object", {"kind": "price"}),
+    ("GET", "/v1/subscriptions/<oid>", "get_object", {"kind": "subscription"}),
+    ("POST", "/v1/subscriptions/<oid>", "update_subscription", None),
+    ("DELETE", "/v1/subscriptions/<oid>", "cancel_subscription", None),
+    ("GET", "/v1/invoices/<oid>", "get_object", {"kind": "invoice"}),
+    ("POST", "/v1/billing_portal/sessions", "create_portal_session", None),
+    ("GET,POST", "/billing/portal/<oid>", "portal_page", None),
+    ("POST", "/_standin/subscriptions/<oid>/<action>", "subscription_control_page", None),
 ]
+PERIOD_S = 30 * 24 * 3600  # a "month" of a monthly price
+SUBSCRIPTION_LIVE = ("active", "trialing", "past_due", "unpaid", "incomplete")
 
 
 def new_id(prefix: str, length: int = 24) -> str:
@@ -214,11 +238,17 @@ class StripeStandin:
         webhook_host=None,
         public_url=None,
         state_file=None,
+        billing_webhook_url=None,
+        billing_webhook_secret=None,
     ):
         self.api_key = api_key
         self.webhook_secret = webhook_secret
         self.webhook_url = webhook_url
         self.webhook_host = webhook_host
+        # The platform's own events (no ``account``: Billing) go to their own endpoint when it is set,
+        # signed with its own secret, as Stripe does for a platform endpoint beside a Connect one.
+        self.billing_webhook_url = billing_webhook_url
+        self.billing_webhook_secret = billing_webhook_secret
         self.public_url = public_url
         self.state_file = state_file
         self.url = ""
@@ -293,16 +323,24 @@ class StripeStandin:
         )
         return payload, {"Content-Type": "application/json", "Stripe-Signature": header}
 
+    def _target(self, event: dict) -> tuple[str | None, str | None]:
+        """Where an event goes and the secret it is signed with: a platform event (no ``account``) to
+        billing_webhook_url when set, everything else to webhook_url."""
+        if not event.get("account") and self.billing_webhook_url:
+            return self.billing_webhook_url, self.billing_webhook_secret
+        return self.webhook_url, None
+
     def deliver(self, event_id: str) -> int:
-        """(Re)send one event, signed, to webhook_url; record and return the app's HTTP status."""
+        """(Re)send one event, signed, to its endpoint; record and return the app's HTTP status."""
         with self._lock:
             event = next((e for e in self.events if e["id"] == event_id), None)
         if event is None:
             raise KeyError(event_id)
-        if not self.webhook_url:
+        url, secret = self._target(event)
+        if not url:
             raise RuntimeError("webhook_url is not set")
-        body, headers = self.signed(event)
-        target = urlsplit(self.webhook_url)
+        body, headers = self.signed(event, secret=secret)
+        target = urlsplit(url)
         headers["Host"] = self.webhook_host or target.netloc
         connection_class = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
         conn = connection_class(target.hostname, target.port, timeout=15)
@@ -345,6 +383,54 @@ class StripeStandin:
             result = public(account)
         self._deliver_all(pending)
         return result
+
+    def fail_subscription_payment(self, subscription_id: str) -> dict:
+        """A renewal whose card is declined: a new open invoice, the subscription ``past_due``, and
+        ``invoice.payment_failed`` then ``customer.subscription.updated`` (Smart Retries would follow)."""
+        return self._subscription_control(subscription_id, "payment_failed")
+
+    def recover_subscription_payment(self, subscription_id: str) -> dict:
+        """The open invoice gets paid (a retry or a new card): ``active`` again, ``invoice.paid`` and
+        ``customer.subscription.updated``."""
+        return self._subscription_control(subscription_id, "payment_recovered")
+
+    def end_subscription(self, subscription_id: str) -> dict:
+        """Retries exhausted (or canceled in the Dashboard): ``customer.subscription.deleted``."""
+        return self._subscription_control(subscription_id, "delete")
+
+    def _subscription_control(self, subscription_id: str, action: str) -> dict:
+        pending: list = []
+        with self._lock:
+            sub = self._get(self._owner.get(subscription_id), "subscription", subscription_id)
+            acct = self._owner[sub["id"]]
+            if sub["status"] in ("canceled", "incomplete_expired"):
+                raise ValueError(f"subscription {subscription_id} is {sub['status']}")
+            if action == "payment_failed":
+                invoice = self._invoice(acct, sub, paid=False, reason="subscription_cycle")
+                sub["status"] = "past_due"
+                self._emit(pending, "invoice.payment_failed", invoice, acct)
+                self._emit(pending, "customer.subscription.updated", sub, acct)
+            elif action == "payment_recovered":
+                self._settle_open_invoice(sub, pending)
+            elif action == "delete":
+                self._end_subscription(sub, pending)
+            else:
+                raise ValueError(f"unknown action {action!r}")
+            self._save()
+            result = public(sub)
+        self._deliver_all(pending)
+        return result
+
+    def _settle_open_invoice(self, sub: dict, pending: list):
+        acct = self._owner[sub["id"]]
+        invoice = self._store.get(sub["latest_invoice"])
+        if invoice and invoice["status"] == "open":
+            invoice.update(status="paid", paid=True, amount_paid=invoice["amount_due"], amount_remaining=0)
+            invoice.update(next_payment_attempt=None)
+            self._emit(pending, "invoice.paid", invoice, acct)
+        if sub["status"] in ("past_due", "unpaid"):
+            sub["status"] = "active"
+            self._emit(pending, "customer.subscription.updated", sub, acct)
 
     # -- WSGI ---------------------------------------------------------------------------------------
 
@@ -542,9 +628,9 @@ class StripeStandin:
 
     def _deliver_all(self, events: list):
         """Send events outside the lock (the app may call back in); failures are only recorded."""
-        if not self.webhook_url:
-            return
         for event in events:
+            if not self._target(event)[0]:
+                continue
             try:
                 self.deliver(event["id"])
             except Exception:
@@ -593,12 +679,25 @@ class StripeStandin:
 
     def _create_session(self, call: _Call) -> dict:
         p, acct = call.params, call.account
-        if p.get("mode") != "payment":
-            raise invalid("The stand-in supports only mode=payment.", "mode")
+        mode = p.get("mode")
+        if mode not in ("payment", "subscription"):
+            raise invalid("The stand-in supports mode=payment and mode=subscription.", "mode")
         required(p, "success_url")
+        if mode == "subscription":
+            for param in ("payment_intent_data", "customer_creation"):
+                if p.get(param):
+                    raise invalid(f"You can not pass `{param}` in `subscription` mode.", param)
         items, currency, total = [], None, 0
         for i, item in enumerate(required(p, "line_items")):
             name = f"line_items[{i}]"
+            if mode == "subscription":
+                line = self._subscription_line(acct, item, name)
+                if currency and line["currency"] != currency:
+                    raise invalid("All line items must use the same currency.", f"{name}[price]")
+                currency = line["currency"]
+                items.append(line)
+                total += line["unit_amount"] * line["quantity"]
+                continue
             data = item.get("price_data") or {}
             if not data:
                 raise invalid(f"Missing required param: {name}[price_data].", f"{name}[price_data]")
@@ -645,9 +744,12 @@ class StripeStandin:
                 "expires_at": expires_at,
                 "success_url": p["success_url"],
                 "cancel_url": p.get("cancel_url") or None,
-                "mode": "payment",
+                "mode": mode,
+                "subscription": None,
+                "invoice": None,
                 "_line_items": items,
                 "_payment_intent_data": intent_data,
+                "_subscription_data": p.get("subscription_data") or {},
             },
         )
         session["url"] = f"{self._base()}/checkout/pay/{session['id']}"
@@ -675,6 +777,9 @@ class StripeStandin:
         brand, outcome = CARDS.get(number, (None, "Your card number is invalid."))
         if outcome not in ("ok", "auth"):
             raise CardDeclined(outcome)
+        if session["mode"] == "subscription":
+            self._pay_subscription(session, number, brand, email, pending)
+            return
         acct, data = self._owner[session["id"]], session["_payment_intent_data"]
         customer = session["customer"]
         email = email or session["customer_email"] or (customer and self._store[customer]["email"])
@@ -870,6 +975,233 @@ class StripeStandin:
         self._emit(call.events, "charge.refunded", charge, acct, call.request)
         return public(refund)
 
+    # -- billing: products, prices, subscriptions, invoices ----------------------------------------
+
+    def _create_product(self, call: _Call) -> dict:
+        p = call.params
+        fields = {"name": required(p, "name"), "active": p.get("active", "true") != "false", "metadata": metadata(p)}
+        return public(self._add(call.account, "product", fields))
+
+    def _create_price(self, call: _Call) -> dict:
+        p, acct = call.params, call.account
+        if p.get("product"):
+            product = self._get(acct, "product", p["product"], "product")
+        elif (p.get("product_data") or {}).get("name"):
+            product = self._add(acct, "product", {"name": p["product_data"]["name"], "active": True, "metadata": {}})
+        else:
+            raise invalid("Missing required param: product.", "product", code="parameter_missing")
+        amount = to_int(required(p, "unit_amount"), "unit_amount")
+        if amount < 0:
+            raise invalid("Invalid non-negative integer", "unit_amount")
+        recurring = p.get("recurring") or None
+        if recurring is not None:
+            interval = recurring.get("interval")
+            if interval not in ("day", "week", "month", "year"):
+                raise invalid("Invalid recurring[interval]: must be one of day, week, month, or year", "recurring")
+            recurring = {
+                "interval": interval,
+                "interval_count": to_int(recurring.get("interval_count", 1), "recurring"),
+            }
+        key = p.get("lookup_key") or None
+        holder = next(
+            (o for o in self._store.values() if o["object"] == "price" and key and o["lookup_key"] == key), None
+        )
+        if holder is not None:  # lookup keys are unique per account; transfer_lookup_key moves one
+            if not to_bool(p.get("transfer_lookup_key")):
+                raise invalid(
+                    f"A price (`{holder['id']}`) already uses that lookup key.", "lookup_key", code="lookup_key_in_use"
+                )
+            holder["lookup_key"] = None
+        fields = {
+            "product": product["id"],
+            "unit_amount": amount,
+            "currency": str(required(p, "currency")).lower(),
+            "recurring": recurring,
+            "type": "recurring" if recurring else "one_time",
+            "lookup_key": key,
+            "nickname": p.get("nickname") or None,
+            "active": p.get("active", "true") != "false",
+            "metadata": metadata(p),
+        }
+        return public(self._add(acct, "price", fields))
+
+    def _list_prices(self, call: _Call) -> dict:
+        p = call.params
+        keys = p.get("lookup_keys") or []
+        keys = [keys] if isinstance(keys, str) else keys
+        if len(keys) > 10:
+            raise invalid("You can specify up to 10 lookup_keys.", "lookup_keys")
+        active = p.get("active")
+        limit = to_int(p.get("limit", 10), "limit")
+        found = [
+            public(price)
+            for oid, price in reversed(self._store.items())
+            if price["object"] == "price" and self._owner[oid] == call.account
+            if (not keys or price["lookup_key"] in keys) and (active is None or price["active"] == to_bool(active))
+            if not p.get("product") or price["product"] == p["product"]
+        ]
+        return {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": "/v1/prices"}
+
+    def _recurring_price(self, acct, price_id, param: str) -> dict:
+        price = self._get(acct, "price", price_id, param)
+        if not price["recurring"]:
+            raise invalid(f"The price `{price_id}` is not recurring; subscriptions need a recurring price.", param)
+        if not price["active"]:
+            raise invalid(f"The price `{price_id}` is not active.", param)
+        return price
+
+    def _subscription_line(self, acct, item: dict, name: str) -> dict:
+        """A Checkout line item in subscription mode: a recurring Price by id."""
+        if item.get("price_data"):
+            raise invalid("The stand-in takes `price` (an id) in subscription mode.", f"{name}[price_data]")
+        price = self._recurring_price(acct, item.get("price"), f"{name}[price]")
+        quantity = to_int(item.get("quantity", 1), f"{name}[quantity]")
+        return {
+            "name": self._store[price["product"]]["name"],
+            "unit_amount": price["unit_amount"],
+            "quantity": quantity,
+            "currency": price["currency"],
+            "price": price["id"],
+            "interval": price["recurring"]["interval"],
+        }
+
+    def _item(self, sub_id: str, price: dict, quantity: int, start: int) -> dict:
+        return {
+            "id": new_id("si", 14),
+            "object": "subscription_item",
+            "price": public(price),
+            "quantity": quantity,
+            "subscription": sub_id,
+            "current_period_start": start,
+            "current_period_end": start + PERIOD_S,
+        }
+
+    def _invoice(self, acct, sub: dict, *, paid: bool, reason: str) -> dict:
+        amount = sum(i["price"]["unit_amount"] * i["quantity"] for i in sub["items"]["data"])
+        fields = {
+            "customer": sub["customer"],
+            "status": "paid" if paid else "open",
+            "paid": paid,
+            "amount_due": amount,
+            "amount_paid": amount if paid else 0,
+            "amount_remaining": 0 if paid else amount,
+            "currency": sub["currency"],
+            "attempt_count": 1,
+            "attempted": True,
+            "billing_reason": reason,
+            "next_payment_attempt": None if paid else self.now() + 3 * 24 * 3600,
+            "parent": {"type": "subscription_details", "subscription_details": {"subscription": sub["id"]}},
+        }
+        invoice = self._add(acct, "invoice", fields)
+        sub["latest_invoice"] = invoice["id"]
+        return invoice
+
+    def _pay_subscription(self, session: dict, number: str, brand: str, email: str | None, pending: list):
+        """The hosted page's Subscribe: a customer with the card as default, an active subscription and
+        its first paid invoice; then checkout.session.completed and the subscription's own events."""
+        acct = self._owner[session["id"]]
+        customer = session["customer"]
+        email = email or session["customer_email"] or (customer and self._store[customer]["email"])
+        if not customer:
+            customer = self._add(acct, "customer", self._customer_fields({"email": email}))["id"]
+        method = self._payment_method(acct, number, brand, customer, email)
+        self._store[customer]["invoice_settings"]["default_payment_method"] = method["id"]
+        now = self.now()
+        sub = self._add(
+            acct,
+            "subscription",
+            {
+                "customer": customer,
+                "status": "active",
+                "currency": session["currency"],
+                "cancel_at_period_end": False,
+                "cancel_at": None,
+                "canceled_at": None,
+                "ended_at": None,
+                "start_date": now,
+                "default_payment_method": method["id"],
+                "latest_invoice": None,
+                "metadata": metadata(session["_subscription_data"]),
+            },
+        )
+        lines = [(self._store[line["price"]], line["quantity"]) for line in session["_line_items"]]
+        data = [self._item(sub["id"], price, quantity, now) for price, quantity in lines]
+        sub["items"] = {
+            "object": "list",
+            "data": data,
+            "has_more": False,
+            "url": f"/v1/subscription_items?subscription={sub['id']}",
+        }
+        invoice = self._invoice(acct, sub, paid=True, reason="subscription_create")
+        session.update(status="complete", payment_status="paid", url=None, customer=customer)
+        session.update(subscription=sub["id"], invoice=invoice["id"], customer_details={"email": email})
+        self._emit(pending, "checkout.session.completed", session, acct)
+        self._emit(pending, "customer.subscription.created", sub, acct)
+        self._emit(pending, "invoice.paid", invoice, acct)
+
+    def _update_subscription(self, call: _Call, oid: str) -> dict:
+        p, acct = call.params, call.account
+        sub = self._get(acct, "subscription", oid)
+        if sub["status"] in ("canceled", "incomplete_expired"):
+            raise invalid("A canceled subscription can only update its cancellation_details and metadata.")
+        behaviour = p.get("proration_behavior", "create_prorations")
+        if behaviour not in ("create_prorations", "none", "always_invoice"):
+            message = "Invalid proration_behavior: must be one of create_prorations, none, or always_invoice"
+            raise invalid(message, "proration_behavior")
+        items = p.get("items") or []
+        for i, change in enumerate(items if isinstance(items, list) else []):
+            name = f"items[{i}]"
+            current = next((x for x in sub["items"]["data"] if x["id"] == change.get("id")), None)
+            if change.get("id") and current is None:
+                raise invalid(f"No such subscription item: '{change['id']}'", f"{name}[id]", code="resource_missing")
+            if to_bool(change.get("deleted")):
+                sub["items"]["data"].remove(current)
+                continue
+            price = self._recurring_price(acct, change.get("price"), f"{name}[price]") if change.get("price") else None
+            if price and price["currency"] != sub["currency"]:
+                raise invalid("The price's currency must match the subscription's.", f"{name}[price]")
+            quantity = to_int(change.get("quantity", current["quantity"] if current else 1), f"{name}[quantity]")
+            if current is None:
+                if price is None:
+                    raise invalid(f"Missing required param: {name}[price].", f"{name}[price]")
+                start = sub["items"]["data"][0]["current_period_start"] if sub["items"]["data"] else self.now()
+                sub["items"]["data"].append(self._item(sub["id"], price, quantity, start))
+            else:
+                current.update(quantity=quantity, **({"price": public(price)} if price else {}))
+        if not sub["items"]["data"]:
+            raise invalid("A subscription needs at least one item.", "items")
+        if "cancel_at_period_end" in p:
+            sub["cancel_at_period_end"] = to_bool(p["cancel_at_period_end"])
+            end = sub["items"]["data"][0]["current_period_end"]
+            sub["cancel_at"] = end if sub["cancel_at_period_end"] else None
+            sub["canceled_at"] = self.now() if sub["cancel_at_period_end"] else None
+        if "metadata" in p:
+            sub["metadata"] = {**sub["metadata"], **(p["metadata"] or {})}
+            sub["metadata"] = {k: v for k, v in sub["metadata"].items() if v != ""}
+        sub["_last_proration_behavior"] = behaviour
+        self._emit(call.events, "customer.subscription.updated", sub, acct, call.request)
+        return public(sub)
+
+    def _cancel_subscription(self, call: _Call, oid: str) -> dict:
+        sub = self._get(call.account, "subscription", oid)
+        if sub["status"] in ("canceled", "incomplete_expired"):
+            raise invalid(f"This subscription ({oid}) is already canceled.")
+        self._end_subscription(sub, call.events, call.request)
+        return public(sub)
+
+    def _end_subscription(self, sub: dict, pending: list, request: dict | None = None):
+        now = self.now()
+        sub.update(status="canceled", canceled_at=sub["canceled_at"] or now, ended_at=now, cancel_at_period_end=False)
+        self._emit(pending, "customer.subscription.deleted", sub, self._owner[sub["id"]], request)
+
+    def _create_portal_session(self, call: _Call) -> dict:
+        p = call.params
+        customer = self._get(call.account, "customer", p.get("customer"), "customer")
+        fields = {"customer": customer["id"], "return_url": p.get("return_url") or None, "url": None}
+        session = self._add(call.account, "billing_portal.session", fields)
+        session["url"] = f"{self._base()}/billing/portal/{session['id']}"
+        return public(session)
+
     # -- hosted pages and control endpoints ----------------------------------------------------------
 
     def _base(self) -> str:
@@ -904,6 +1236,9 @@ class StripeStandin:
     def _checkout_html(self, session: dict, error: str | None) -> str:
         esc, currency = html.escape, session["currency"]
         total = money(session["amount_total"], currency)
+        subscribing = session["mode"] == "subscription"
+        if subscribing:  # recurring prices: the hosted page says how often, and the button subscribes
+            total += f" per {session['_line_items'][0]['interval']}"
         customer = session["customer"]
         email = session["customer_email"] or (customer and self._store[customer]["email"]) or ""
         rows = ""
@@ -920,7 +1255,7 @@ class StripeStandin:
             'data-testid="checkout-email"></label>'
             '<label>Card number<input name="card" inputmode="numeric" autocomplete="cc-number" '
             'placeholder="4242 4242 4242 4242" data-testid="checkout-card" required></label>'
-            f'<button type="submit">Pay {esc(total)}</button></form>{back}'
+            f'<button type="submit">{"Subscribe" if subscribing else "Pay " + esc(total)}</button></form>{back}'
         )
 
     def _onboard_page(self, request: Request, token: str) -> Response:
@@ -962,6 +1297,91 @@ class StripeStandin:
             body, status = {"error": exc.error}, exc.status
         return Response(json.dumps(body), status, mimetype="application/json")
 
+    def _subscription_control_page(self, request: Request, oid: str, action: str) -> Response:
+        """Loopback control for the demo: payment_failed, payment_recovered or delete a subscription."""
+        if request.remote_addr not in ("127.0.0.1", "::1"):
+            return Response(json.dumps({"error": "loopback only"}), 403, mimetype="application/json")
+        try:
+            body, status = self._subscription_control(oid, action), 200
+        except ApiError as exc:
+            body, status = {"error": exc.error}, exc.status
+        except ValueError as exc:
+            body, status = {"error": {"message": str(exc)}}, 400
+        return Response(json.dumps(body), status, mimetype="application/json")
+
+    def _portal_page(self, request: Request, oid: str) -> Response:
+        """The customer portal, cut down: each subscription with cancel or renew at period end, and a new
+        card (which also pays an open invoice, as the real portal's retry does)."""
+        pending: list = []
+        with self._lock:
+            session = self._store.get(oid)
+            if not session or session["object"] != "billing_portal.session":
+                return _html(404, "Not found", "<h1>Not found</h1><p>This billing link is not valid.</p>")
+            acct, customer = self._owner[oid], session["customer"]
+            subs = [
+                o
+                for o in self._store.values()
+                if o["object"] == "subscription" and o["customer"] == customer and o["status"] in SUBSCRIPTION_LIVE
+            ]
+            error = None
+            if request.method == "POST":
+                sub = next((s for s in subs if s["id"] == request.form.get("subscription")), None)
+                action = request.form.get("action")
+                if sub is None:
+                    error = "That subscription is no longer active."
+                elif action in ("cancel", "renew"):
+                    sub["cancel_at_period_end"] = action == "cancel"
+                    end = sub["items"]["data"][0]["current_period_end"]
+                    sub["cancel_at"] = end if action == "cancel" else None
+                    sub["canceled_at"] = self.now() if action == "cancel" else None
+                    self._emit(pending, "customer.subscription.updated", sub, acct)
+                elif action == "card":
+                    number = re.sub(r"\D", "", request.form.get("card", ""))
+                    brand, outcome = CARDS.get(number, (None, "Your card number is invalid."))
+                    if outcome not in ("ok", "auth"):
+                        error = outcome
+                    else:
+                        method = self._payment_method(acct, number, brand, customer, self._store[customer]["email"])
+                        self._store[customer]["invoice_settings"]["default_payment_method"] = method["id"]
+                        sub["default_payment_method"] = method["id"]
+                        self._settle_open_invoice(sub, pending)
+                self._save()
+            page = self._portal_html(session, subs, error)
+        self._deliver_all(pending)
+        if request.method == "POST" and error is None:
+            return redirect(request.path, 303)
+        return _html(200 if error is None else 402, "Billing", page)
+
+    def _portal_html(self, session: dict, subs: list, error: str | None) -> str:
+        esc = html.escape
+        rows = ""
+        for sub in subs:
+            item = sub["items"]["data"][0]
+            price = item["price"]
+            name = self._store[price["product"]]["name"] if price["product"] in self._store else price["id"]
+            amount = money(price["unit_amount"] * item["quantity"], price["currency"])
+            ends = time.strftime("%b %d, %Y", time.gmtime(item["current_period_end"]))
+            state = f"Cancels on {ends}" if sub["cancel_at_period_end"] else f"Renews on {ends}"
+            if sub["status"] == "past_due":
+                state = "Payment failed: update your card"
+            action, label = ("renew", "Renew plan") if sub["cancel_at_period_end"] else ("cancel", "Cancel plan")
+            hidden = f'<input type="hidden" name="subscription" value="{esc(sub["id"])}">'
+            rows += (
+                f'<section data-testid="portal-subscription"><h1>{esc(name)}</h1>'
+                f'<p>{esc(amount)} per {esc(price["recurring"]["interval"])} · <span data-testid="portal-state">'
+                f"{esc(state)}</span></p>"
+                f'<form method="post">{hidden}<input type="hidden" name="action" value="{action}">'
+                f'<button type="submit" data-testid="portal-{action}">{label}</button></form>'
+                f'<form method="post">{hidden}<input type="hidden" name="action" value="card">'
+                '<label>New card<input name="card" inputmode="numeric" placeholder="4242 4242 4242 4242" '
+                'data-testid="portal-card" required></label><button type="submit">Update card</button></form></section>'
+            )
+        if not rows:
+            rows = "<h1>Billing</h1><p>No active subscription.</p>"
+        alert = f'<p class="error" role="alert">{esc(error)}</p>' if error else ""
+        back = f'<a class="back" href="{esc(session["return_url"])}">Return</a>' if session["return_url"] else ""
+        return f"{alert}{rows}{back}"
+
 
 PAGE_CSS = (
     "body{margin:0;background:#f6f8fa;color:#1a1f36;font:16px/1.45 system-ui,-apple-system,sans-serif}"
@@ -997,6 +1417,8 @@ def main(argv=None):
     parser.add_argument("--secret", default="whsec_standin", help="webhook signing secret")
     parser.add_argument("--webhook-url")
     parser.add_argument("--webhook-host", help="Host header for webhook deliveries")
+    parser.add_argument("--billing-webhook-url", help="endpoint for the platform's own (Billing) events")
+    parser.add_argument("--billing-secret", help="signing secret of the Billing endpoint")
     parser.add_argument("--public-url", help="base for hosted page URLs (default: the listening URL)")
     parser.add_argument("--state", help="JSON file to load at start and save after each change")
     args = parser.parse_args(argv)
@@ -1007,6 +1429,8 @@ def main(argv=None):
         webhook_host=args.webhook_host,
         public_url=args.public_url,
         state_file=args.state,
+        billing_webhook_url=args.billing_webhook_url,
+        billing_webhook_secret=args.billing_secret,
     ).start(args.host, args.port, log_requests=True)
     print(f"Stripe stand-in on {standin.url}, webhooks to {args.webhook_url or '(none)'}", flush=True)
     try:

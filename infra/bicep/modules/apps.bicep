@@ -52,6 +52,7 @@ var appSecretNames = [
   'smtp-password'
   'stripe-secret-key'
   'stripe-connect-webhook-secret'
+  'stripe-billing-webhook-secret'
   'twilio-auth-token'
   'twilio-account-sid'
   'google-client-secret'
@@ -99,6 +100,7 @@ var commonEnv = [
   { name: 'MAP_TILE_URL', value: mapTileUrl }
   { name: 'STRIPE_SECRET_KEY', secretRef: 'stripe-secret-key' }
   { name: 'STRIPE_CONNECT_WEBHOOK_SECRET', secretRef: 'stripe-connect-webhook-secret' }
+  { name: 'STRIPE_BILLING_WEBHOOK_SECRET', secretRef: 'stripe-billing-webhook-secret' }
   { name: 'TWILIO_AUTH_TOKEN', secretRef: 'twilio-auth-token' }
   { name: 'TWILIO_ACCOUNT_SID', secretRef: 'twilio-account-sid' }
   { name: 'GOOGLE_CLIENT_ID', value: googleClientId }
