@@ -166,11 +166,14 @@ PERIODIC: list[tuple[int, str]] = [
     # (every N seconds, "module:function") run by `flask cron`; each only enqueues jobs.
     (60, "app.booking.jobs:sweep_expired_holds"),
     (120, "app.payments.jobs:sweep_stripe_events"),
+    (120, "app.billing.jobs:sweep_billing_events"),  # Stripe Billing events never processed
     (120, "app.messaging.jobs:sweep_queued_texts"),
     (300, "app.messaging.jobs:sweep_reminders"),
     (900, "app.calendar.jobs:sweep_google_calendars"),  # Google Calendar: poll, renew channels, exports
     (3600, "app.messaging.jobs:sweep_payment_reminders"),
     (3600, "app.quotes.jobs:sweep_quotes"),  # quotes: expiry and "expires soon" reminders
+    (60, "app.webhooks_out.jobs:sweep_webhook_deliveries"),  # outgoing webhooks whose send wasn't queued
+    (3600, "app.customers.jobs:sweep_privacy"),  # data rights: purge after the grace period, old exports
 ]
 
 
@@ -216,10 +219,12 @@ PRELOAD = (
     "app.accounts.jobs",
     "app.booking.jobs",
     "app.calendar.jobs",
+    "app.customers.jobs",
     "app.dispatch.jobs",
     "app.messaging.jobs",
     "app.payments.jobs",
     "app.quotes.jobs",
+    "app.webhooks_out.jobs",
     "twilio.rest.api.v2010.account",
     "stripe",
     "googleapiclient.discovery",

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.test_booking import book, request, tomorrow_at
+from tests.test_quotas import set_plan
 
 
 @pytest.fixture
@@ -130,8 +131,9 @@ def test_services_and_rules(owner_with_bookings, visitor):
     assert v.post("/services/rules", rules).status_code == 302
 
 
-def test_technician_hours_days_off_and_explainer(owner_with_bookings):
+def test_technician_hours_days_off_and_explainer(app, owner_with_bookings):
     t, f, b1, v = owner_with_bookings
+    set_plan(app, t, "pro")  # a third technician: Starter includes one (tests/test_quotas.py)
     token = v.dashboard_token()
     form = {
         "name": "Nia New",
@@ -188,8 +190,9 @@ def test_home_lists_todays_jobs(app, make_tenant, seed_booking, visitor):
     assert 'data-testid="today-jobs"' in page and "Casey Customer" in page
 
 
-def test_one_login_links_to_one_technician(owner_with_bookings):
+def test_one_login_links_to_one_technician(app, owner_with_bookings):
     t, f, b1, v = owner_with_bookings
+    set_plan(app, t, "pro")  # a third technician: Starter includes one (tests/test_quotas.py)
     token = v.dashboard_token()
     form = {"name": "First", "user_id": str(t.owner.id), "color": "#123456", "csrf_token": token}
     assert v.post("/technicians", form).status_code == 302

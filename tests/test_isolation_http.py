@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -35,8 +35,8 @@ def _b_ids(app, b, seed_booking) -> dict[str, uuid.UUID]:
     with app.app_context(), tenant_context(b.id, db.session):
         owner = db.session.get(User, (b.id, b.owner.id))
         invitation = accounts.invite(
-            owner, email=f"new-{uuid.uuid4().hex[:6]}@b.test", name="New", role="tech", now=datetime.now(UTC)
-        )
+            owner, email=f"new-{uuid.uuid4().hex[:6]}@b.test", name="New", role="admin", now=datetime.now(UTC)
+        )  # an admin: B's Starter plan has its one technician already (tests/test_quotas.py)
         db.session.commit()
         from app.booking.models import Booking
 
@@ -92,8 +92,41 @@ def _b_ids(app, b, seed_booking) -> dict[str, uuid.UUID]:
         db.session.flush()
         quote_line = QuoteLine(tenant_id=b.id, quote_id=quote.id, kind="custom", name="Coating", unit_cents=1000)
         db.session.add(quote_line)
+        from app.apikeys import services as apikeys
+        from app.webhooks_out.models import WebhookDelivery, WebhookEndpoint
+
+        api_key, _ = apikeys.create_key(b.id, name="B's key", scopes="read_write", actor_id=b.owner.id)
+        endpoint = WebhookEndpoint(
+            tenant_id=b.id, url="https://93.184.216.34/b-hook", events=["booking.created"], secret_enc="not-a-secret"
+        )
+        db.session.add(endpoint)
+        db.session.flush()
+        delivery = WebhookDelivery(
+            tenant_id=b.id,
+            endpoint_id=endpoint.id,
+            event_id=uuid.uuid4(),
+            event_type="booking.created",
+            body="{}",
+            status="failed",
+        )
+        db.session.add(delivery)
+        from app.customers.tenant_export import DataExport
+
+        export = DataExport(
+            tenant_id=b.id,
+            status="ready",
+            key=f"tenants/{b.id}/exports/h1.zip",
+            finished_at=datetime.now(UTC),
+            expires_at=datetime.now(UTC) + timedelta(days=7),
+        )
+        db.session.add(export)
         db.session.commit()
         return {
+            "key_id": api_key.id,
+            "endpoint_id": endpoint.id,
+            "delivery_id": delivery.id,
+            "tenant_id": b.id,  # /platform/tenants/<id>: A's owner is no platform admin, so 404 too
+            "export_id": export.id,
             "quote_id": quote.id,
             "quote_line_id": quote_line.id,
             "quote_request_id": ask.id,
@@ -341,8 +374,8 @@ def test_t7_same_email_in_two_businesses_is_fine_and_leaks_nothing(app, two_tena
     v = login(visitor, a.owner)
     r = v.post(
         "/team/invite",
-        {"email": b.owner.email, "name": "Shared Person", "role": "tech", "csrf_token": v.dashboard_token()},
-    )
+        {"email": b.owner.email, "name": "Shared Person", "role": "admin", "csrf_token": v.dashboard_token()},
+    )  # an admin: A's Starter plan has its one technician already (tests/test_quotas.py)
     assert r.status_code == 302
     page = v.get("/team").get_data(as_text=True)
     assert b.owner.email in page  # the invitation A made

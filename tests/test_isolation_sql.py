@@ -118,7 +118,12 @@ LINT_SQL = {
                                   'tenants_with_bookings_starting',
                                   'tenants_with_unpaid_completed',
                                   'tenant_id_for_google_channel', 'tenants_with_google_calendar',
-                                  'tenants_with_open_quotes')
+                                  'tenants_with_open_quotes',
+                                  'tenant_id_for_billing_customer', 'tenants_with_unprocessed_billing_events',
+                                  'platform_audit_write', 'platform_audit_recent', 'platform_find_tenants',
+                                  'platform_tenant_summary',
+                                  'tenants_with_due_purges',
+                                  'tenant_for_api_key', 'tenants_with_due_webhooks')
                    AND p.proowner = 'fieldday_definer'::regrole
                    AND coalesce(p.proconfig, '{}') @> ARRAY['search_path=""'])
     """,

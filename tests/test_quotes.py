@@ -1059,3 +1059,18 @@ def test_two_clicks_on_write_the_quote_make_one_quote(app, shop):
     assert len(results) == 2 and all(isinstance(r, uuid.UUID) for r in results), results
     assert results[0] == results[1]
     assert in_tenant(app, t, lambda: db.session.scalar(db.select(db.func.count()).select_from(Quote))) == 1
+
+
+def test_a_quote_for_a_customer_who_asked_to_be_deleted_is_not_sent(app, shop, visitor, superuser_conn):
+    t, f = shop
+    quote_id = new_quote(app, t, f)
+    customer_id = quote_row(app, t, quote_id).customer_id
+    superuser_conn.execute(
+        "UPDATE customers SET deletion_requested_at = now(), purge_after = now() + interval '30 days' WHERE id = %s",
+        (customer_id,),
+    )
+    v = owner(visitor, t)
+    r = v.post(f"/quotes/{quote_id}/send", {}, token_page=f"/quotes/{quote_id}", follow_redirects=True)
+    assert "asked to be deleted, so the quote can&#39;t be sent" in r.get_data(as_text=True)
+    assert quote_row(app, t, quote_id).status == "draft"
+    assert messages_of(app, t, "quote_sent") == []

@@ -14,6 +14,7 @@ from app.accounts.models import ROLES, Invitation, User, UserSession
 from app.audit import services as audit
 from app.errors import FielddayError, NotFound, ValidationFailed
 from app.extensions import db
+from tenants import quotas
 from tenants.context import activate, current_tenant_id
 from tenants.lookup import LoginAccount, login_accounts
 
@@ -267,6 +268,8 @@ def invite(actor: User, *, email: str, name: str, role: str, now: datetime) -> I
         # Re-inviting refreshes the link instead of failing: what an owner expects.
         open_invite.revoked_at = now
         db.session.flush()
+    if role == "tech":  # the plan's technicians: logins and open invitations (PlanLimitReached)
+        quotas.check(actor.tenant_id, "technician_logins", now=now)
     invitation = Invitation(
         tenant_id=actor.tenant_id,
         email=email,
@@ -354,6 +357,8 @@ def set_role(actor: User, user_id: uuid.UUID, role: str) -> User:
         raise ValidationFailed({"role": "Only the owner can change roles."})
     if user.role == "owner" or role not in ("admin", "tech"):
         raise ValidationFailed({"role": "The owner's role can't be changed here."})
+    if role == "tech" and user.role != "tech" and user.is_active_flag:
+        quotas.check(actor.tenant_id, "technician_logins")
     user.role = role
     user.session_version += 1
     audit.record(

@@ -30,6 +30,7 @@ from app.customers import services as customers
 from app.customers.models import SIZE_CLASSES, Customer
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
+from tenants import quotas
 from tenants.models import Tenant
 
 UTC = UTC
@@ -479,6 +480,7 @@ def book(
         if chosen is None:
             raise SlotTaken()
 
+    quotas.check(tenant, "jobs")  # the plan's jobs this month (PlanLimitReached), after the slot locks
     staff = actor_type != "customer"
     customer = _customer_for_booking(tenant, contact, may_update=staff)
     vehicle = customers.find_or_add_vehicle(customer, req.vehicle, may_update=staff)
@@ -536,9 +538,13 @@ def _customer_for_booking(tenant: Tenant, clean: dict, *, may_update: bool):
     if clean["phone"]:
         existing = customers.find_by_phone(clean["phone"])
         if existing is not None:
+            from app.customers.privacy import check_bookable
+
+            check_bookable(existing, staff=may_update)  # asked to be deleted: no new bookings or requests
             if may_update and clean["email"] and not existing.email:
                 existing.email = clean["email"]
             return existing
+    quotas.check(tenant, "customers")  # a new customer: the plan's customers (PlanLimitReached)
     try:
         with db.session.begin_nested():
             customer = Customer(tenant_id=tenant.id, **clean)
@@ -567,6 +573,11 @@ def _notes_with_contact(req: BookingRequest, customer) -> str | None:
 
 
 def _insert(booking: Booking) -> None:
+    customer = db.session.get(Customer, (booking.tenant_id, booking.customer_id))
+    if customer is not None and not customer.reachable:  # every path: site, dashboard, API, quotes
+        from app.customers.privacy import check_bookable
+
+        check_bookable(customer, staff=booking.source == "dashboard")
     for _ in range(5):
         try:
             with db.session.begin_nested():
@@ -604,6 +615,11 @@ def _record(
         )
     )
     db.session.flush()
+    from app.webhooks_out.services import booking_recorded
+
+    # Every status change and move of any booking (site, dashboard, API, payments, dispatch, quotes) is
+    # recorded here: the business's outgoing webhooks go out from the same place, in this transaction.
+    booking_recorded(booking, from_status, to_status, detail)
 
 
 record_event = _record  # for other domains (payments) that add to a booking's history

@@ -2,7 +2,7 @@
 
 Import is two steps. ``parse_import`` validates every row and reports every problem (the
 preview); ``import_customers`` parses the same bytes again, since anything may have changed in
-between, and writes all rows or none.
+between, and writes all rows or none (at the plan's customer limit: the first rows that fit).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from app.customers import services
 from app.customers.models import SIZE_CLASSES, Address, Customer, Vehicle
 from app.errors import ValidationFailed
 from app.extensions import db
+from tenants import quotas
 
 COLUMNS = (
     "name",
@@ -259,17 +260,37 @@ def _mark_existing_phones(rows: list[ImportRow]) -> None:
             row.errors.sort(key=lambda kv: COLUMNS.index(kv[0]) if kv[0] in COLUMNS else -1)
 
 
-def import_customers(tenant_id: uuid.UUID, content: bytes, *, region: str, actor_id: uuid.UUID | None) -> int:
-    """Validate ``content`` again and create every customer in it, or none (ImportRejected)."""
+@dataclass
+class ImportResult:
+    imported: int
+    refused: list[int] = field(default_factory=list)  # row numbers left out: the plan's customer limit
+
+    @property
+    def refused_rows(self) -> str:
+        """ "row 14" or "rows 14–41" (the refused rows are always the file's last ones)."""
+        if not self.refused:
+            return ""
+        first, last = self.refused[0], self.refused[-1]
+        return f"row {first}" if first == last else f"rows {first}–{last}"
+
+
+def import_customers(tenant_id: uuid.UUID, content: bytes, *, region: str, actor_id: uuid.UUID | None) -> ImportResult:
+    """Validate ``content`` again and create every customer in it, or none (ImportRejected). At
+    the plan's customer limit only the first rows that fit are imported; ``refused`` names the rest."""
     preview = parse_import(content, region=region)
     if not preview.can_import:
         raise ImportRejected(preview)
+    room = quotas.room(tenant_id, "customers")  # holds the quota lock until commit
+    rows = preview.rows if room is None else preview.rows[:room]
+    refused = [row.number for row in preview.rows[len(rows) :]]
+    if not rows:
+        return ImportResult(0, refused)
     try:
         with db.session.begin_nested():
-            customers = [Customer(id=uuid.uuid4(), tenant_id=tenant_id, **row.customer) for row in preview.rows]
+            customers = [Customer(id=uuid.uuid4(), tenant_id=tenant_id, **row.customer) for row in rows]
             db.session.add_all(customers)
             db.session.flush()  # customers first: vehicles and addresses refer to them
-            for row, customer in zip(preview.rows, customers, strict=True):
+            for row, customer in zip(rows, customers, strict=True):
                 if row.vehicle:
                     db.session.add(Vehicle(tenant_id=tenant_id, customer_id=customer.id, **row.vehicle))
                 if row.place:
@@ -293,8 +314,9 @@ def import_customers(tenant_id: uuid.UUID, content: bytes, *, region: str, actor
                 "Someone added a customer with one of these numbers a moment ago. Upload the file again to see which."
             ) from None
         raise
-    audit.record(tenant_id, "customers.imported", actor_id=actor_id, detail={"rows": len(customers)})
-    return len(customers)
+    detail = {"rows": len(customers)} | ({"refused": len(refused)} if refused else {})
+    audit.record(tenant_id, "customers.imported", actor_id=actor_id, detail=detail)
+    return ImportResult(len(customers), refused)
 
 
 def safe_cell(value: object) -> str:
@@ -310,6 +332,7 @@ def export_customers_csv(tenant_id: uuid.UUID, *, actor_id: uuid.UUID | None) ->
     a byte-order mark so Excel reads accents and emoji correctly."""
     customers = db.session.scalars(
         db.select(Customer)
+        .where(Customer.anonymised_at.is_(None))  # records kept for tax, not people (app/customers/privacy.py)
         .options(selectinload(Customer.vehicles), selectinload(Customer.addresses))
         .order_by(Customer.name, Customer.id)
     )

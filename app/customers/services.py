@@ -10,10 +10,34 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from app.customers.models import SIZE_CLASSES, Address, Customer, Vehicle
-from app.errors import NotFound, ValidationFailed
+from app.errors import FielddayError, NotFound, ValidationFailed
 from app.extensions import db
+from tenants import quotas
 
 DEFAULT_REGION = {"USD": "US", "CAD": "CA", "GBP": "GB", "EUR": "DE", "AUD": "AU", "NZD": "NZ"}
+
+
+class CustomerLocked(FielddayError):
+    """Vehicles and addresses of an anonymised customer (or one waiting to be deleted) can't change."""
+
+    status = 409
+    code = "customer_locked"
+    message = "This customer's record can't be changed."
+
+
+def check_editable(customer: Customer) -> None:
+    """Refuse adding or changing a vehicle or an address of a customer who was anonymised (nothing
+    personal goes back on that record) or who asked to be deleted (docs/data-rights.md)."""
+    if customer.anonymised_at is not None:
+        raise CustomerLocked(
+            "This customer was anonymised: vehicles and addresses can't be added or changed. "
+            "Add them as a new customer instead."
+        )
+    if customer.purge_after is not None:
+        raise CustomerLocked(
+            f"This customer is scheduled for deletion on {customer.purge_after:%B %-d, %Y}: vehicles and "
+            "addresses can't be added or changed. Cancel the deletion on their page first."
+        )
 
 
 def normalise_phone(raw: str, *, region: str = "US", field: str = "phone") -> str:
@@ -96,6 +120,7 @@ def create_customer(tenant_id: uuid.UUID, data: dict, *, region: str) -> Custome
     clean = clean_customer(data, region=region)
     if clean["phone"] and find_by_phone(clean["phone"]):
         raise ValidationFailed({"phone": "A customer with this number already exists."})
+    quotas.check(tenant_id, "customers")  # the plan's customers (PlanLimitReached)
     customer = Customer(tenant_id=tenant_id, **clean)
     db.session.add(customer)
     db.session.flush()
@@ -103,6 +128,8 @@ def create_customer(tenant_id: uuid.UUID, data: dict, *, region: str) -> Custome
 
 
 def update_customer(customer: Customer, data: dict, *, region: str) -> Customer:
+    if customer.anonymised_at is not None:
+        raise ValidationFailed({"name": "This customer was anonymised: add them as a new customer instead."})
     clean = clean_customer(data, region=region)
     if clean["phone"] and clean["phone"] != customer.phone:
         other = find_by_phone(clean["phone"])
@@ -140,6 +167,7 @@ def clean_vehicle(data: dict) -> dict:
 
 
 def add_vehicle(customer: Customer, data: dict) -> Vehicle:
+    check_editable(customer)
     vehicle = Vehicle(tenant_id=customer.tenant_id, customer_id=customer.id, **clean_vehicle(data))
     db.session.add(vehicle)
     db.session.flush()
@@ -170,6 +198,7 @@ def add_address(
 ) -> Address:
     """``place`` is a geocoded result: line1, city, region, postal_code, lat, lng. Only staff
     (``may_update``) change the notes (gate codes) of an address on file."""
+    check_editable(customer)
     notes = (access_notes or "")[:500] or None
     for a in customer.addresses:
         if a.line1.lower() == place["line1"].lower() and abs(a.lat - place["lat"]) < 1e-4:
@@ -197,7 +226,8 @@ def add_address(
 
 def _search_statement(query: str):
     q = (query or "").strip()[:100]
-    stmt = db.select(Customer)
+    # Anonymised customers are records kept for tax, not people: not listed, searched or counted.
+    stmt = db.select(Customer).where(Customer.anonymised_at.is_(None))
     if q:
         # The user's text is matched literally: % and _ are not wildcards.
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -234,7 +264,7 @@ def page_customers(query: str = "", *, page: int = 1, per_page: int = 50) -> tup
 
 
 def count_customers() -> int:
-    return db.session.scalar(db.select(func.count()).select_from(Customer)) or 0
+    return db.session.scalar(db.select(func.count()).select_from(Customer).where(Customer.anonymised_at.is_(None))) or 0
 
 
 def geocode_address(query: str, *, field: str = "address") -> dict:
@@ -296,6 +326,7 @@ def register_customer(tenant_id: uuid.UUID, data: dict, *, region: str) -> Custo
         errors["address"] = "Add the address these access notes are for."
     if errors:
         raise ValidationFailed(errors)
+    quotas.check(tenant_id, "customers")  # the plan's customers (PlanLimitReached)
     try:
         with db.session.begin_nested():
             customer = Customer(tenant_id=tenant_id, **clean)
@@ -328,6 +359,7 @@ def get_vehicle(customer: Customer, vehicle_id: uuid.UUID) -> Vehicle:
 
 def update_vehicle(vehicle: Vehicle, data: dict) -> Vehicle:
     """Replace a vehicle's details with validated ``data``."""
+    check_editable(vehicle.customer)
     for key, value in clean_vehicle(data).items():
         setattr(vehicle, key, value)
     db.session.flush()
@@ -343,6 +375,7 @@ def get_address(customer: Customer, address_id: uuid.UUID) -> Address:
 
 def set_access_notes(address: Address, raw: str | None) -> Address:
     """Gate codes and parking notes change; keep the address, replace the notes."""
+    check_editable(address.customer)
     address.access_notes = clean_access_notes(raw)
     db.session.flush()
     return address

@@ -30,6 +30,7 @@ from app.extensions import db
 from app.quotes import totals as money
 from app.quotes.errors import OldDepositStillOpen, QuoteClosed, QuoteExpired, QuoteNotEditable, QuoteNotSendable
 from app.quotes.models import OPEN, PIPELINE, Quote, QuoteLine, QuoteRequest, QuoteRequestPhoto
+from tenants import quotas
 from tenants.models import Tenant
 
 DEFAULT_VALID_DAYS = 30
@@ -708,6 +709,8 @@ def send_quote(tenant: Tenant, quote: Quote, *, now: datetime) -> Quote:
         limit = format_money(MAX_TOTAL_CENTS, quote.currency)
         problems.append(f"bring every option (with all its extras ticked) to at most {limit}")
     customer = quote.customer
+    if not customer.reachable:  # anonymised, or a deletion pending (docs/data-rights.md)
+        raise QuoteNotSendable("This customer was anonymised or asked to be deleted, so the quote can't be sent.")
     if not (customer.phone or customer.email):
         problems.append("the customer needs a mobile number or an e-mail")
     if problems:
@@ -875,6 +878,7 @@ def accept_quote(
     chosen = next((tech_id for tech_id in candidates if tech_id in still_free), None)
     if chosen is None:
         raise SlotTaken()
+    quotas.check(tenant, "jobs")  # the plan's jobs this month (PlanLimitReached), after the slot locks as in book()
 
     status = "pending" if choice.deposit_cents else "confirmed"
     ends_at = starts_at + duration

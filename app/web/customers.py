@@ -17,6 +17,7 @@ from app.customers.models import SIZE_CLASSES, Customer
 from app.errors import ValidationFailed
 from app.extensions import db, get_redis
 from app.web.dashboard import bp
+from tenants import quotas
 
 PER_PAGE = 50
 # Between preview and import the uploaded file waits in Redis under a random token, scoped to
@@ -132,6 +133,7 @@ def _contact_form(customer: Customer) -> dict:
 @bp.post("/customers/<uuid:customer_id>/addresses")
 def add_customer_address(customer_id: uuid.UUID):
     customer = customer_services.get_customer(customer_id)
+    customer_services.check_editable(customer)  # anonymised or being deleted: 409, nothing added
     errors: dict[str, str] = {}
     notes, place = None, None
     try:
@@ -157,6 +159,7 @@ def add_customer_address(customer_id: uuid.UUID):
 @bp.post("/customers/<uuid:customer_id>/addresses/<uuid:address_id>/notes")
 def update_address_notes(customer_id: uuid.UUID, address_id: uuid.UUID):
     customer = customer_services.get_customer(customer_id)
+    customer_services.check_editable(customer)
     address = customer_services.get_address(customer, address_id)
     try:
         customer_services.set_access_notes(address, request.form.get("access_notes"))
@@ -171,6 +174,7 @@ def update_address_notes(customer_id: uuid.UUID, address_id: uuid.UUID):
 @bp.post("/customers/<uuid:customer_id>/vehicles")
 def add_customer_vehicle(customer_id: uuid.UUID):
     customer = customer_services.get_customer(customer_id)
+    customer_services.check_editable(customer)
     try:
         vehicle = customer_services.add_vehicle(customer, request.form)
     except ValidationFailed as exc:
@@ -184,6 +188,7 @@ def add_customer_vehicle(customer_id: uuid.UUID):
 @bp.route("/customers/<uuid:customer_id>/vehicles/<uuid:vehicle_id>/edit", methods=["GET", "POST"])
 def edit_vehicle(customer_id: uuid.UUID, vehicle_id: uuid.UUID):
     customer = customer_services.get_customer(customer_id)
+    customer_services.check_editable(customer)
     vehicle = customer_services.get_vehicle(customer, vehicle_id)
     errors: dict[str, str] = {}
     if request.method == "POST":
@@ -234,7 +239,13 @@ def import_customers():
         return _render("import.html", 422, errors=exc.errors, columns=csv_io.COLUMNS)
     token = _stash(content) if preview.can_import else None
     return _render(
-        "preview.html", 200 if preview.can_import else 422, preview=preview, token=token, filename=upload.filename
+        "preview.html",
+        200 if preview.can_import else 422,
+        preview=preview,
+        token=token,
+        filename=upload.filename,
+        room=quotas.room(g.tenant, "customers", lock=False),  # the plan's limit, told before importing
+        limit_message=quotas.limit_message(g.tenant, "customers"),
     )
 
 
@@ -247,7 +258,7 @@ def confirm_import():
         )
         return redirect(url_for("dashboard.import_customers"))
     try:
-        count = csv_io.import_customers(g.tenant.id, content, region=_region(), actor_id=current_user.id)
+        result = csv_io.import_customers(g.tenant.id, content, region=_region(), actor_id=current_user.id)
     except csv_io.ImportRejected as exc:
         db.session.rollback()
         return _render("preview.html", 422, preview=exc.preview, token=None, filename=None, changed=True)
@@ -255,6 +266,16 @@ def confirm_import():
         db.session.rollback()
         return _render("import.html", 422, errors=exc.errors, columns=csv_io.COLUMNS)
     db.session.commit()
+    count = result.imported
+    if result.refused:  # the plan's customer limit: the rest of the file waits for an upgrade
+        imported = (
+            f"Imported {count:,} {'customer' if count == 1 else 'customers'}" if count else "Nothing was imported"
+        )
+        flash(
+            f"{imported}. {result.refused_rows.capitalize()} didn't fit. {quotas.limit_message(g.tenant, 'customers')}",
+            "warn" if count else "error",
+        )
+        return redirect(url_for("dashboard.customers"))
     flash(f"Imported {count} {'customer' if count == 1 else 'customers'}.", "success")
     return redirect(url_for("dashboard.customers"))
 

@@ -11,12 +11,13 @@ from flask_login import current_user
 
 from app.accounts import jobs as account_jobs
 from app.accounts import services as accounts
-from app.accounts.models import ROLE_LABELS, User
+from app.accounts.models import ROLE_LABELS
 from app.audit import services as audit
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.urls import site_host, site_url
 from app.web.auth import sign_in, sign_out
+from tenants import quotas
 from tenants import settings as tenant_settings
 from tenants.plans import get_plan
 from tenants.provisioning import CURRENCIES, time_zones
@@ -56,7 +57,23 @@ def require_login_and_role():
 
 @bp.app_context_processor
 def inject_nav():
-    return {"nav_sections": NAV, "role_labels": ROLE_LABELS}
+    return {"nav_sections": NAV, "role_labels": ROLE_LABELS, "quota_alerts": _quota_alerts, "plan_full": _plan_full}
+
+
+def _quota_alerts():
+    """The layout's plan banner (tenants/quotas.py): computed only when a manager's page renders."""
+    if not current_user.is_authenticated or current_user.role not in MANAGERS or g.get("tenant") is None:
+        return []
+    if "quota_alerts" not in g:
+        g.quota_alerts = quotas.alerts(g.tenant)
+    return g.quota_alerts
+
+
+def _plan_full(kind: str) -> str | None:
+    """The plan's refusal, for a page to show above a form it would refuse (None: there's room)."""
+    if g.get("tenant") is None or not quotas.is_full(g.tenant, kind):
+        return None
+    return quotas.limit_message(g.tenant, kind)
 
 
 def utcnow() -> datetime:
@@ -327,28 +344,9 @@ def activity():
 @bp.get("/plan")
 def plan():
     tenant = g.tenant
-    current = get_plan(tenant.plan)
-    technicians = db.session.scalar(
-        db.select(db.func.count()).select_from(User).where(User.role == "tech", User.is_active_flag)
+    return render_template(
+        "dashboard/plan.html",
+        plan=get_plan(tenant.plan),
+        usage=quotas.usage(tenant),
+        technicians=quotas.technician_counts(tenant),
     )
-    from zoneinfo import ZoneInfo
-
-    from app.booking.models import Booking
-    from app.customers.models import Customer
-    from app.messaging.services import sms_used
-
-    local_now = datetime.now(ZoneInfo(tenant.time_zone))
-    month_start = local_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
-    jobs = db.session.scalar(
-        db.select(db.func.count())
-        .select_from(Booking)
-        .where(Booking.created_at >= month_start, Booking.status.not_in(("expired",)))
-    )
-    customers = db.session.scalar(db.select(db.func.count()).select_from(Customer))
-    usage = [
-        ("Technicians", technicians, current.technicians),
-        ("Jobs this month", jobs, current.jobs_per_month),
-        ("Customers", customers, current.customers),
-        ("Texts this month", sms_used(tenant), current.sms_per_month),
-    ]
-    return render_template("dashboard/plan.html", plan=current, usage=usage)

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 TITLES = {
     400: "That request didn't look right",
     401: "Please log in",
+    402: "Your plan's limit is reached",
     403: "Not allowed",
     404: "Page not found",
     405: "Not allowed",
@@ -72,6 +73,7 @@ def _code(status: int) -> str:
     return {
         400: "bad_request",
         401: "unauthorized",
+        402: "plan_limit_reached",
         403: "forbidden",
         404: "not_found",
         405: "method_not_allowed",
@@ -99,7 +101,9 @@ def init_app(app) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(exc: RateLimitExceeded):
-        return render_error(429, MESSAGES[429], code="rate_limited")
+        # A limit with its own words (the API's hourly allowance) says them; log-in limits keep ours.
+        own = getattr(getattr(exc, "limit", None), "error_message", None)
+        return render_error(429, exc.description if own else MESSAGES[429], code="rate_limited")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

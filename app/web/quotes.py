@@ -23,6 +23,7 @@ from app.quotes import totals as money
 from app.quotes.models import LINE_KINDS, PIPELINE, STATUS_LABELS
 from app.urls import site_url
 from app.web import dashboard, site
+from tenants.quotas import PlanLimitReached
 
 
 def _now() -> datetime:
@@ -311,6 +312,9 @@ def quote_request():
             req = quotes.create_request(g.tenant, form, place=place)
             if errors:
                 raise ValidationFailed(errors)
+        except PlanLimitReached:  # a new customer at the plan's limit: polite, nothing kept
+            db.session.rollback()
+            return site.booking_paused(attempted=True, what="quote request")
         except ValidationFailed as exc:
             db.session.rollback()
             errors = {**exc.errors, **errors}
@@ -551,6 +555,9 @@ def quote_accept(token: str):
         choice = quotes.choose(g.tenant, quote, tier, picked)
         lost_day = starts_at.astimezone(ZoneInfo(g.tenant.time_zone)).date()
         return _render_quote_time(quote, token, choice, message=exc.message, status=409, day=lost_day)
+    except PlanLimitReached:  # this month's jobs are booked: polite, nothing booked or charged
+        db.session.rollback()
+        return site.booking_paused(attempted=True)
     except FielddayError as exc:
         # Already accepted (a second tap or tab), declined, expired, replaced: the quote page says which.
         db.session.rollback()

@@ -18,6 +18,7 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.geo.geocoding import get_geocoder
 from app.web.dashboard import bp
+from tenants import quotas
 
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 RULES = {
@@ -218,6 +219,7 @@ def technicians():
         try:
             fields = _tech_fields(request.form)
             hours = _hours_from_form(request.form)
+            quotas.check(g.tenant, "technicians")  # the plan's technicians (PlanLimitReached keeps the form)
             booking_services.create_technician(
                 g.tenant.id, hours=hours, position=len(booking_services.list_technicians(active_only=False)), **fields
             )
@@ -248,6 +250,8 @@ def edit_technician(technician_id: uuid.UUID):
         try:
             fields = _tech_fields(request.form, current_tech=tech.id)
             hours = _hours_from_form(request.form)
+            if request.form.get("active") == "on" and not tech.active:  # back on the schedule: a technician again
+                quotas.check(g.tenant, "technicians")
         except ValidationFailed as exc:
             errors = exc.errors
         else:

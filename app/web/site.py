@@ -29,6 +29,7 @@ from app.errors import FielddayError, ValidationFailed
 from app.extensions import db
 from app.geo.geocoding import get_geocoder
 from app.urls import site_url
+from tenants import quotas
 from tenants import settings as tenant_settings
 from tenants.web import require_tenant
 
@@ -101,6 +102,8 @@ def _need(draft: dict, *keys: str):
 
 @bp.route("/book", methods=["GET", "POST"])
 def book_service():
+    if quotas.is_full(g.tenant, "jobs"):  # say so before the customer fills anything in
+        return booking_paused()
     draft = _draft()
     packages = catalog.list_packages(active_only=True, kind="package")
     addons = catalog.list_packages(active_only=True, kind="addon")
@@ -303,6 +306,9 @@ def book_review():
         )
         try:
             booking = booking_services.book(g.tenant, req, now=_now())
+        except quotas.PlanLimitReached:
+            db.session.rollback()  # nothing booked; the draft stays, the owner gets an e-mail
+            return booking_paused(attempted=True)
         except (SlotTaken, SlotUnavailable) as exc:
             db.session.rollback()
             draft.pop("starts_at", None)
@@ -332,6 +338,18 @@ def book_review():
         step=5,
         deposit=deposit_for(g.tenant, package, priced.price_cents),
     )
+
+
+def booking_paused(*, attempted: bool = False, what: str = "booking"):
+    """The business is at its plan's limit: a polite page with its phone and e-mail, never the
+    owner's upgrade message (tenants/quotas.py)."""
+    return render_template(
+        "site/booking_paused.html",
+        tenant=g.tenant,
+        message=quotas.public_message(g.tenant),
+        attempted=attempted,
+        what=what,
+    ), (402 if attempted else 200)
 
 
 # Paying: the deposit at booking, what is owed later, receipts --------------------------------------
