@@ -8,6 +8,7 @@ session's Redis, which other tests use, is never touched."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -162,6 +163,14 @@ def test_f2_redis_down_booking_and_login_work_and_the_text_goes_out_once_it_is_b
     assert owner.post("/team/invite", invite).status_code == 503
     forgot = Visitor(outage_app.test_client(), "app.localhost")
     assert forgot.post("/password/forgot", {"email": t.owner.email}, token_page="/password/forgot").status_code == 503
+    # A customer import holds its file in Redis between preview and import: "try again", not a 500.
+    csv = io.BytesIO(b"name,phone\nAna Import,+15125550123\n")
+    r = owner.post(
+        "/customers/import",
+        {"csrf_token": owner.dashboard_token(), "file": (csv, "customers.csv")},
+        content_type="multipart/form-data",
+    )
+    assert r.status_code == 503 and "try again" in r.get_data(as_text=True).lower()
     # The limiter's documented mode: per-process memory, still limiting (10 failures per e-mail).
     guesser = Visitor(outage_app.test_client(), "app.localhost")
     token = guesser.token("/login")

@@ -9,6 +9,7 @@ import psycopg
 from flask import g, jsonify, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -119,6 +120,14 @@ def init_app(app) -> None:
     @app.errorhandler(OperationalError)
     def database_unavailable(exc: OperationalError):
         log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+        _rollback()
+        return render_error(503, MESSAGES[503], headers={"Retry-After": "5"})
+
+    @app.errorhandler(RedisError)
+    def redis_unavailable(exc: RedisError):
+        # Redis down (RELIABILITY F2) under something that needs it there and then (a CSV import's
+        # preview, say): "try again", not a 500. Work with a durable row is queued after commit instead.
+        log.warning("redis unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
         _rollback()
         return render_error(503, MESSAGES[503], headers={"Retry-After": "5"})
 
