@@ -66,6 +66,7 @@ class Usage:
     limit: int | None  # None: unlimited
     used_text: str  # "400" or "850 MB"
     limit_text: str  # "500", "1 GB" or "unlimited"
+    full: bool = False  # storage: not room for one more photo of the largest size, though under 100 %
 
     @property
     def percent(self) -> int:
@@ -76,7 +77,7 @@ class Usage:
         """ok, warn (>= 80 %) or over (>= 100 %: the next one is refused)."""
         if not self.limit:
             return "ok"
-        if self.used >= self.limit:
+        if self.used >= self.limit or self.full:
             return "over"
         return "warn" if self.used * 100 >= self.limit * WARN_PERCENT else "ok"
 
@@ -382,8 +383,11 @@ def usage(tenant: Tenant, *, now: datetime | None = None, kinds: tuple[str, ...]
         elif kind == "texts":
             out.append(_usage(kind, "Texts this month", sms_used(tenant, now), plan.sms_per_month))
         elif kind == "storage":
-            n = media_bytes_used()
-            out.append(Usage(kind, "Storage", n, plan.media_gb * GIB, size_text(n), f"{plan.media_gb} GB"))
+            from app.media.photos import MAX_BYTES
+
+            n, limit = media_bytes_used(), plan.media_gb * GIB
+            # Uploads are refused once the largest photo would no longer fit (app/media/photos.py check_room).
+            out.append(Usage(kind, "Storage", n, limit, size_text(n), f"{plan.media_gb} GB", n + MAX_BYTES > limit))
         elif kind == "api":
             from app.apikeys.services import api_requests_this_hour
 

@@ -736,3 +736,84 @@ def test_owner_and_customer_see_the_limits_on_a_phone(app, new_context, live_ser
     screenshot(customer, "quotas-5-site-paused")
     assert customer.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
     assert errors == [], errors  # CSP violations (inline style or script) would show here
+
+
+# Storage (photo uploads) ---------------------------------------------------------------------------
+
+
+def test_storage_warns_at_80_percent_and_refuses_the_photo_that_would_not_fit(
+    app, make_tenant, seed_booking, visitor, superuser_conn
+):
+    """Starter has 1 GB. A photo may be up to 12 MB and its size is known only once it lands, so an
+    upload is refused when the largest photo would no longer fit, counting uploads still in flight;
+    the bar says "over" from that point, the banner too."""
+    from app.errors import ValidationFailed
+    from app.media import photos
+    from app.media.models import BookingPhoto
+    from tenants.quotas import GIB, MIB
+
+    t = make_tenant()
+    f = seed_booking(t)
+    booking_id = book(app, t, request(f, tomorrow_at(9)))
+    with in_tenant(app, t) as s:
+        s.add(
+            BookingPhoto(
+                tenant_id=t.id,
+                booking_id=booking_id,
+                kind="before",
+                key=f"tenants/{t.id}/x.jpg",
+                content_type="image/jpeg",
+                status="stored",
+                size_bytes=1,
+            )
+        )
+        s.commit()
+
+    def stored(n: int) -> None:
+        superuser_conn.execute(
+            "UPDATE booking_photos SET size_bytes = %s WHERE tenant_id = %s AND status = 'stored'", (n, t.id)
+        )
+
+    def start_upload() -> None:
+        from app.booking.models import Booking
+
+        with in_tenant(app, t) as s:
+            photos.start_upload(
+                s.get(Booking, (t.id, booking_id)),
+                kind="after",
+                content_type="image/jpeg",
+                uploaded_by=None,
+                media_gb=1,
+            )
+            s.commit()
+
+    owner = owner_visitor(visitor, t)
+    stored(int(0.79 * GIB))
+    page = body(owner.get("/plan"))
+    assert usage_level(page, "storage") == "ok" and banner(body(owner.get("/")), "storage") is None
+    stored(GIB * 4 // 5 + 1)  # just past 80 %
+    page = body(owner.get("/plan"))
+    assert usage_level(page, "storage") == "warn" and "Almost at your limit (80 %)" in page
+    assert "819 MB of 1 GB photo storage" in banner(body(owner.get("/")), "storage")
+    start_upload()  # room left: allowed
+
+    # 30 MB left: two 12 MB uploads in flight take 24 MB of it, the third would not fit.
+    superuser_conn.execute("DELETE FROM booking_photos WHERE tenant_id = %s AND status = 'pending'", (t.id,))
+    stored(GIB - 30 * MIB)
+    start_upload()
+    start_upload()
+    with pytest.raises(ValidationFailed) as refused:
+        start_upload()
+    assert refused.value.errors == {"size": "Your plan's 1 GB of photo storage is full."}
+    # Tickets expire after five minutes: their room comes back.
+    superuser_conn.execute(
+        "UPDATE booking_photos SET created_at = now() - interval '6 minutes' WHERE tenant_id = %s AND status = 'pending'",
+        (t.id,),
+    )
+    start_upload()
+
+    # Under 12 MB left: the bar says over (no photo would fit) though it reads 99 %.
+    stored(GIB - 5 * MIB)
+    page = body(owner.get("/plan"))
+    assert usage_level(page, "storage") == "over" and "Limit reached: new photos can't be uploaded" in page
+    assert "photo storage is full" in banner(body(owner.get("/")), "storage")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
@@ -69,14 +70,33 @@ def clean_upload_request(kind: str | None, content_type: str | None, size: int |
     return kind, content_type
 
 
-def media_bytes_used() -> int:
+def media_bytes_used(*, in_flight: bool = False) -> int:
     """Bytes of stored photos for the current tenant, of jobs and of quote requests alike: one
-    total against the plan's media quota (RLS scopes both sums)."""
+    total against the plan's media quota (RLS scopes both sums). ``in_flight`` also counts every
+    upload ticket still valid as a whole photo (MAX_BYTES): its size is known only once it lands."""
     from app.quotes.models import QuoteRequestPhoto
 
-    jobs = db.select(db.func.coalesce(db.func.sum(BookingPhoto.size_bytes), 0)).scalar_subquery()
-    requests = db.select(db.func.coalesce(db.func.sum(QuoteRequestPhoto.size_bytes), 0)).scalar_subquery()
-    return int(db.session.scalar(db.select(jobs + requests)) or 0)
+    total = 0
+    for model in (BookingPhoto, QuoteRequestPhoto):
+        stored = db.func.coalesce(db.func.sum(model.size_bytes), 0)
+        if in_flight:
+            fresh = (model.status == "pending") & (
+                model.created_at > db.func.now() - timedelta(seconds=UPLOAD_EXPIRES_S)
+            )
+            stored = stored + db.func.count().filter(fresh) * MAX_BYTES
+        total += int(db.session.scalar(db.select(stored).select_from(model)) or 0)
+    return total
+
+
+def check_room(tenant_id: uuid.UUID, media_gb: int, *, message: str) -> None:
+    """Refuse an upload unless one more photo of the largest size fits beside every stored photo and
+    every upload still in flight, under the business's storage lock (DESIGN §5b: checked inside the
+    creating transaction, so two uploads at the last megabytes can't both pass)."""
+    db.session.execute(
+        db.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"quota:storage:{tenant_id}"}
+    )
+    if media_bytes_used(in_flight=True) + MAX_BYTES > media_gb * GIB:
+        raise ValidationFailed(message)
 
 
 def start_upload(
@@ -92,8 +112,10 @@ def start_upload(
     """A pending photo row and a presigned POST for it: 1 byte .. 12 MB, exactly this type and
     key, valid ``expires_in`` seconds."""
     kind, content_type = clean_upload_request(kind, content_type, size)
-    if media_gb is not None and media_bytes_used() + MAX_BYTES > media_gb * GIB:
-        raise ValidationFailed({"size": f"Your plan's {media_gb} GB of photo storage is full."})
+    if media_gb is not None:
+        check_room(
+            booking.tenant_id, media_gb, message={"size": f"Your plan's {media_gb} GB of photo storage is full."}
+        )
     key = photo_key(booking.tenant_id, booking.id, content_type)
     photo = BookingPhoto(
         tenant_id=booking.tenant_id,

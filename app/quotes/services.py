@@ -181,8 +181,12 @@ def start_request_upload(
     )
     if count >= MAX_REQUEST_PHOTOS:
         raise ValidationFailed({"photos": f"Up to {MAX_REQUEST_PHOTOS} photos per request."})
-    if media_gb is not None and photos.media_bytes_used() + photos.MAX_BYTES > media_gb * photos.GIB:
-        raise ValidationFailed({"photos": "We can't take more photos right now. Please describe the car instead."})
+    if media_gb is not None:
+        photos.check_room(
+            request.tenant_id,
+            media_gb,
+            message={"photos": "We can't take more photos right now. Please describe the car instead."},
+        )
     key = storage.tenant_key(request.tenant_id, f"quote-requests/{request.id}", photos.PHOTO_TYPES[content_type])
     photo = QuoteRequestPhoto(
         tenant_id=request.tenant_id, request_id=request.id, key=key, content_type=content_type, status="pending"
