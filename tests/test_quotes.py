@@ -458,12 +458,18 @@ def test_accept_without_deposit_books_confirmed_and_assigned(app, shop, visitor)
     from app.extensions import db
 
     def facts():
-        b = db.session.get(Booking, (t.id, row.booking_id))
-        return b.technician_id, b.source, b.ends_at - b.starts_at, [i.name for i in b.items]
+        from app.booking.services import booking_events
 
-    tech, source, length, items = in_tenant(app, t, facts)
+        b = db.session.get(Booking, (t.id, row.booking_id))
+        history = [(e.from_status, e.to_status, e.actor_type, e.detail) for e in booking_events(b)]
+        return b.technician_id, b.source, b.ends_at - b.starts_at, [i.name for i in b.items], b.customer_notes, history
+
+    tech, source, length, items, notes, history = in_tenant(app, t, facts)
     assert tech == f.techs[0] and source == "quote" and length == timedelta(minutes=270)
     assert sorted(items) == ["Paint correction", "Pet hair removal"]
+    assert notes.startswith("From quote Q-") and "(Best)" in notes and "incl. tax $36.38" in notes
+    detail = {"source": "quote", "quote_id": str(quote_id), "quote": notes.split()[2]}
+    assert history == [(None, "confirmed", "customer", detail)]
     # Accepting again: a clear answer, no second booking.
     again = site.post(f"{path}/accept", {"csrf_token": csrf_from(page), "tier": "Best", "starts_at": starts[1]})
     assert again.status_code == 302

@@ -462,30 +462,11 @@ def book(
 
     # Customers are offered only times a technician can drive to; staff may book anything free.
     place = req.place if actor_type == "customer" else None
-    if req.technician_id is not None:
-        # One technician asked for: lock first, then check once.
-        _lock_technician_day(tenant, req.technician_id, starts_at)
-        if req.technician_id not in _free_technicians(
-            tenant, starts_at, priced.duration, now, req.technician_id, place
-        ):
-            raise SlotTaken()
-        chosen = req.technician_id
-    else:
-        # Route-aware: who can drive there, fewest added minutes first; re-checked under the
-        # technician-day locks so two bookings that each fit can't together break a day.
-        candidates = _free_technicians(tenant, starts_at, priced.duration, now, place=place)
-        _lock_technician_days(tenant, candidates, starts_at)
-        still_free = set(_free_technicians(tenant, starts_at, priced.duration, now, place=place))
-        chosen = next((tech_id for tech_id in candidates if tech_id in still_free), None)
-        if chosen is None:
-            raise SlotTaken()
-
-    quotas.check(tenant, "jobs")  # the plan's jobs this month (PlanLimitReached), after the slot locks
+    chosen = _assign_technician(tenant, starts_at, priced.duration, now, technician_id=req.technician_id, place=place)
     staff = actor_type != "customer"
-    customer = _customer_for_booking(tenant, contact, may_update=staff)
+    customer = customer_for_booking(tenant, contact, may_update=staff)
     vehicle = customers.find_or_add_vehicle(customer, req.vehicle, may_update=staff)
     address = customers.add_address(customer, req.place, access_notes=req.access_notes, may_update=staff)
-    ends_at = starts_at + priced.duration
     # Customers booking online pay the deposit first (a pending hold); staff bookings and
     # businesses without deposits confirm at once.
     deposit = 0
@@ -495,30 +476,158 @@ def book(
         deposit = deposit_for(
             tenant, db.session.get(Package, (tenant.id, priced.items[0]["package_id"])), priced.price_cents
         )
-    status = "pending" if deposit else "confirmed"
-    booking = Booking(
-        tenant_id=tenant.id,
-        reference=_new_reference(),
+    return _create_booking(
+        tenant,
+        technician_id=chosen,
         customer_id=customer.id,
         vehicle_id=vehicle.id,
         address_id=address.id,
+        items=priced.items,
+        price_cents=priced.price_cents,
+        currency=tenant.currency,
+        deposit_cents=deposit,
+        starts_at=starts_at,
+        duration=priced.duration,
+        now=now,
+        source=req.source,
+        customer_notes=_notes_with_contact(req, customer),
+        actor_type=actor_type,
+        actor_id=actor_id,
+        detail={"source": req.source},
+    )
+
+
+def book_slot(
+    tenant: Tenant,
+    *,
+    customer_id: uuid.UUID,
+    vehicle_id: uuid.UUID,
+    address_id: uuid.UUID,
+    items: list[dict],
+    price_cents: int,
+    duration: timedelta,
+    starts_at: datetime,
+    now: datetime,
+    source: str,
+    deposit_cents: int = 0,
+    currency: str | None = None,
+    place: dict | None = None,
+    technician_id: uuid.UUID | None = None,
+    customer_notes: str | None = None,
+    actor_type: str = "customer",
+    actor_id: uuid.UUID | None = None,
+    detail: dict | None = None,
+) -> Booking:
+    """Book ``starts_at`` for a customer, vehicle and address already on file, with priced
+    ``items`` (dicts: package_id, kind, name, price_cents, duration_min) taking ``duration``.
+
+    The same path as ``book`` after its validation: the booking window, a free technician (the
+    one asked for, or the best of those who can reach ``place`` when given) re-checked under the
+    technician-day locks, then the plan's jobs quota, the customer's data-rights check, the
+    exclusion constraint (SlotTaken), the history row with its outgoing webhooks, and the deposit
+    hold (``deposit_cents`` > 0: pending, payment row) or the confirmation. ``detail`` is added to
+    the history row's ``{"source": source}``."""
+    _check_window(tenant, starts_at, now)
+    starts_at = starts_at.astimezone(UTC)
+    chosen = _assign_technician(tenant, starts_at, duration, now, technician_id=technician_id, place=place)
+    return _create_booking(
+        tenant,
         technician_id=chosen,
+        customer_id=customer_id,
+        vehicle_id=vehicle_id,
+        address_id=address_id,
+        items=items,
+        price_cents=price_cents,
+        currency=currency or tenant.currency,
+        deposit_cents=deposit_cents,
+        starts_at=starts_at,
+        duration=duration,
+        now=now,
+        source=source,
+        customer_notes=customer_notes,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        detail={"source": source} | (detail or {}),
+    )
+
+
+def _assign_technician(
+    tenant: Tenant,
+    starts_at: datetime,
+    duration: timedelta,
+    now: datetime,
+    *,
+    technician_id: uuid.UUID | None,
+    place: dict | None,
+) -> uuid.UUID:
+    """The technician who takes this time, decided under the technician-day locks (SlotTaken if
+    nobody can), then the plan's jobs quota. Lock order: technician days, jobs, (customers)."""
+    if technician_id is not None:
+        # One technician asked for: lock first, then check once.
+        _lock_technician_day(tenant, technician_id, starts_at)
+        if technician_id not in _free_technicians(tenant, starts_at, duration, now, technician_id, place):
+            raise SlotTaken()
+        chosen = technician_id
+    else:
+        # Route-aware: who can drive there, fewest added minutes first; re-checked under the
+        # technician-day locks so two bookings that each fit can't together break a day.
+        candidates = _free_technicians(tenant, starts_at, duration, now, place=place)
+        _lock_technician_days(tenant, candidates, starts_at)
+        still_free = set(_free_technicians(tenant, starts_at, duration, now, place=place))
+        chosen = next((tech_id for tech_id in candidates if tech_id in still_free), None)
+        if chosen is None:
+            raise SlotTaken()
+    quotas.check(tenant, "jobs")  # the plan's jobs this month (PlanLimitReached), after the slot locks
+    return chosen
+
+
+def _create_booking(
+    tenant: Tenant,
+    *,
+    technician_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    vehicle_id: uuid.UUID,
+    address_id: uuid.UUID,
+    items: list[dict],
+    price_cents: int,
+    currency: str,
+    deposit_cents: int,
+    starts_at: datetime,
+    duration: timedelta,
+    now: datetime,
+    source: str,
+    customer_notes: str | None,
+    actor_type: str,
+    actor_id: uuid.UUID | None,
+    detail: dict,
+) -> Booking:
+    """Insert the booking for an assigned technician: pending with a hold while a deposit is owed,
+    else confirmed (with the confirmation text unless the system booked it)."""
+    status = "pending" if deposit_cents else "confirmed"
+    ends_at = starts_at + duration
+    booking = Booking(
+        tenant_id=tenant.id,
+        reference=_new_reference(),
+        customer_id=customer_id,
+        vehicle_id=vehicle_id,
+        address_id=address_id,
+        technician_id=technician_id,
         status=status,
         starts_at=starts_at,
         ends_at=ends_at,
         during=Range(starts_at, ends_at + timedelta(minutes=tenant.buffer_min), "[)"),
         arrival_window_min=tenant.arrival_window_min,
-        price_cents=priced.price_cents,
-        currency=tenant.currency,
-        deposit_cents=deposit,
+        price_cents=price_cents,
+        currency=currency,
+        deposit_cents=deposit_cents,
         hold_expires_at=now + timedelta(minutes=tenant.hold_min) if status == "pending" else None,
-        source=req.source,
-        customer_notes=_notes_with_contact(req, customer),
+        source=source,
+        customer_notes=customer_notes,
     )
-    booking.items = [BookingItem(tenant_id=tenant.id, **item) for item in priced.items]
+    booking.items = [BookingItem(tenant_id=tenant.id, **item) for item in items]
     _insert(booking)
-    _record(booking, None, status, actor_type, actor_id, {"source": req.source})
-    if deposit:
+    _record(booking, None, status, actor_type, actor_id, detail)
+    if deposit_cents:
         from app.payments.services import require_deposit
 
         require_deposit(tenant, booking)
@@ -529,12 +638,13 @@ def book(
     return booking
 
 
-def _customer_for_booking(tenant: Tenant, clean: dict, *, may_update: bool):
+def customer_for_booking(tenant: Tenant, clean: dict, *, may_update: bool):
     """The returning customer with this phone, or a new one, from already-cleaned contact
     fields. Two first-time bookings from the same phone at once both miss the lookup; the loser
     of the unique index re-reads the winner. An anonymous booking (``may_update`` False) never
     changes a customer on file: knowing a phone number must not let anyone rewrite someone's
-    e-mail, vehicle or gate code."""
+    e-mail, vehicle or gate code. Public: quote requests and new-customer quotes find or add
+    their customer here too, so the data-rights and customers-quota checks live in one place."""
     if clean["phone"]:
         existing = customers.find_by_phone(clean["phone"])
         if existing is not None:

@@ -11,16 +11,14 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from psycopg.types.range import Range
 from sqlalchemy import text
 from sqlalchemy.orm import selectinload
 
 from app.booking import services as booking_services
-from app.booking.errors import SlotTaken
-from app.booking.models import Booking, BookingItem
+from app.booking.models import Booking
 from app.catalog.models import Package
 from app.catalog.services import format_money
 from app.customers import services as customers
@@ -30,7 +28,6 @@ from app.extensions import db
 from app.quotes import totals as money
 from app.quotes.errors import OldDepositStillOpen, QuoteClosed, QuoteExpired, QuoteNotEditable, QuoteNotSendable
 from app.quotes.models import OPEN, PIPELINE, Quote, QuoteLine, QuoteRequest, QuoteRequestPhoto
-from tenants import quotas
 from tenants.models import Tenant
 
 DEFAULT_VALID_DAYS = 30
@@ -115,7 +112,7 @@ def create_request(tenant: Tenant, data: dict, *, place: dict | None) -> QuoteRe
         errors.setdefault("address", "Enter the address where the vehicle will be.")
     if errors:
         raise ValidationFailed(errors)
-    customer = booking_services._customer_for_booking(tenant, contact, may_update=False)
+    customer = booking_services.customer_for_booking(tenant, contact, may_update=False)
     car = customers.find_or_add_vehicle(customer, vehicle, may_update=False)
     address = customers.add_address(customer, place, access_notes=data.get("access_notes"), may_update=False)
     request = QuoteRequest(
@@ -298,7 +295,7 @@ def quote_for_new_customer(tenant: Tenant, data: dict, *, actor_id: uuid.UUID | 
         errors.update(exc.errors)
     if errors:
         raise ValidationFailed(errors)
-    customer = booking_services._customer_for_booking(tenant, contact, may_update=True)
+    customer = booking_services.customer_for_booking(tenant, contact, may_update=True)
     car = customers.find_or_add_vehicle(customer, vehicle, may_update=True)
     address = customers.add_address(customer, place, may_update=True)
     return create_quote(
@@ -872,71 +869,44 @@ def accept_quote(
         raise QuoteNotSendable("This quote has no address. Please call us to book it.")
     if starts_at.tzinfo is None:
         raise ValidationFailed({"starts_at": "Please pick one of the offered times."})
-    starts_at = starts_at.astimezone(UTC)
-    booking_services._check_window(tenant, starts_at, now)
-    duration = timedelta(minutes=choice.totals.duration_min)
-    place = {"lat": address.lat, "lng": address.lng}
-    candidates = booking_services._free_technicians(tenant, starts_at, duration, now, place=place)
-    booking_services._lock_technician_days(tenant, candidates, starts_at)
-    still_free = set(booking_services._free_technicians(tenant, starts_at, duration, now, place=place))
-    chosen = next((tech_id for tech_id in candidates if tech_id in still_free), None)
-    if chosen is None:
-        raise SlotTaken()
-    quotas.check(tenant, "jobs")  # the plan's jobs this month (PlanLimitReached), after the slot locks as in book()
-
-    status = "pending" if choice.deposit_cents else "confirmed"
-    ends_at = starts_at + duration
     result = choice.totals
     summary = [f"From quote {quote.label}" + (f" ({choice.tier})" if choice.tier else "")]
     if result.discount_cents:
         summary.append(f"discount {format_money(result.discount_cents, quote.currency)}")
     if result.tax_cents:  # the items are the quote's lines; the price includes the tax
         summary.append(f"incl. tax {format_money(result.tax_cents, quote.currency)}")
-    booking = Booking(
-        tenant_id=tenant.id,
-        reference=booking_services._new_reference(),
-        customer_id=quote.customer_id,
-        vehicle_id=quote.vehicle_id,
-        address_id=quote.address_id,
-        technician_id=chosen,
-        status=status,
-        starts_at=starts_at,
-        ends_at=ends_at,
-        during=Range(starts_at, ends_at + timedelta(minutes=tenant.buffer_min), "[)"),
-        arrival_window_min=tenant.arrival_window_min,
-        price_cents=result.total_cents,
-        currency=quote.currency,
-        deposit_cents=choice.deposit_cents,
-        hold_expires_at=now + timedelta(minutes=tenant.hold_min) if status == "pending" else None,
-        source="quote",
-        customer_notes=" · ".join(summary),
-    )
     counted = set(result.line_ids)
     items = [
-        BookingItem(
-            tenant_id=tenant.id,
-            package_id=line.package_id,
-            kind=line.kind,
-            name=(f"{line.quantity} × " if line.quantity > 1 else "") + line.name,
-            price_cents=line.quantity * line.unit_cents,
-            duration_min=line.quantity * line.duration_min,
-        )
+        {
+            "package_id": line.package_id,
+            "kind": line.kind,
+            "name": (f"{line.quantity} × " if line.quantity > 1 else "") + line.name,
+            "price_cents": line.quantity * line.unit_cents,
+            "duration_min": line.quantity * line.duration_min,
+        }
         for line in quote.lines
         if line.id in counted
     ]
-    booking.items = items
-    booking_services._insert(booking)
-    booking_services.record_event(
-        booking, None, status, "customer", None, {"source": "quote", "quote_id": str(quote.id), "quote": quote.label}
+    # Booking's own path (window, route-aware technician under the technician-day locks, jobs
+    # quota, data-rights check, history and webhooks, deposit hold or confirmation).
+    booking = booking_services.book_slot(
+        tenant,
+        customer_id=quote.customer_id,
+        vehicle_id=quote.vehicle_id,
+        address_id=quote.address_id,
+        items=items,
+        price_cents=result.total_cents,
+        duration=timedelta(minutes=result.duration_min),
+        starts_at=starts_at,
+        now=now,
+        source="quote",
+        deposit_cents=choice.deposit_cents,
+        currency=quote.currency,
+        place={"lat": address.lat, "lng": address.lng},
+        customer_notes=" · ".join(summary),
+        actor_type="customer",
+        detail={"quote_id": str(quote.id), "quote": quote.label},
     )
-    if choice.deposit_cents:
-        from app.payments.services import require_deposit
-
-        require_deposit(tenant, booking)
-    else:
-        from app.messaging.services import booking_confirmed
-
-        booking_confirmed(booking)
     quote.status = "accepted"
     quote.accepted_at = now
     quote.accepted_tier = choice.tier
