@@ -8,6 +8,7 @@ from app.calendar.models import GoogleCalendar, GoogleChannel, GoogleConnection 
 from app.catalog.models import Package, PackagePrice  # noqa: F401
 from app.customers.models import Address, Customer, Vehicle  # noqa: F401
 from app.dispatch.models import RoutePlan  # noqa: F401
+from app.links.models import ShortLink  # noqa: F401
 from app.media.models import BookingPhoto  # noqa: F401
 from app.messaging.models import Message  # noqa: F401
 from app.payments.models import Payment, Refund, StripeEvent  # noqa: F401

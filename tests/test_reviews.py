@@ -396,19 +396,21 @@ def test_a_review_request_is_texted_once_per_booking(
     texting(app, t, twilio_fake)
     booking_id = finished_booking(app, t, f, phone="+15125550481")  # completion asks (booking transition())
     run_jobs()
-    assert len([m for m in sent_to(twilio_fake, "+15125550481") if "/review/" in m["body"]]) == 1
+    assert len([m for m in sent_to(twilio_fake, "+15125550481") if "How did we do?" in m["body"]]) == 1
     # Asked again (a retried job, a second hook): still one text.
     for _ in range(2):
         in_tenant(app, t, lambda: reviews.request_review(db.session.get(Booking, (t.id, booking_id))))
     run_jobs()
-    texts = [m for m in sent_to(twilio_fake, "+15125550481") if "/review/" in m["body"]]
+    texts = [m for m in sent_to(twilio_fake, "+15125550481") if "How did we do?" in m["body"]]
     assert len(texts) == 1
     assert len(review_messages(app, t)) == 1
-    link = re.search(r"http://\S+/review/\S+", texts[0]["body"]).group(0)
+    link = re.search(r"http://\S+/l/\w+", texts[0]["body"]).group(0)  # texts carry short links
     assert link.startswith(f"http://{t.host}")
-    path = "/review/" + link.split("/review/", 1)[1]
+    path = "/l/" + link.split("/l/", 1)[1]
     with app.test_client() as c:
-        assert c.get(path, base_url=f"http://{t.host}").status_code == 200  # the texted link opens the form
+        r = c.get(path, base_url=f"http://{t.host}")
+        assert r.status_code == 302 and r.headers["Location"].startswith("/review/")
+        assert c.get(r.headers["Location"], base_url=f"http://{t.host}").status_code == 200  # it opens the form
 
 
 def test_completing_a_job_from_the_dashboard_texts_a_review_request(
@@ -426,8 +428,8 @@ def test_completing_a_job_from_the_dashboard_texts_a_review_request(
         r = owner.post(f"/bookings/{booking_id}/status", {"status": status, "csrf_token": csrf_from(page)})
         assert r.status_code == 302
     run_jobs()
-    (text,) = [m for m in sent_to(twilio_fake, "+15125550483") if "/review/" in m["body"]]
-    assert "How did we do?" in text["body"]
+    (text,) = [m for m in sent_to(twilio_fake, "+15125550483") if "How did we do?" in m["body"]]
+    assert "/l/" in text["body"]  # its review link, short
     (row,) = review_messages(app, t)
     assert row[4] == f"review_request:{booking_id}"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -81,15 +82,22 @@ def queue_text(
     booking_id: uuid.UUID | None = None,
     dedupe_key: str | None = None,
     sent_by: uuid.UUID | None = None,
+    links: Iterable = (),
 ) -> Message | None:
     """Put a text in the outbox (sent by a job after commit). None when the business has no
-    number, the customer no mobile or they opted out, or the same dedupe key was queued before."""
+    number, the customer no mobile or they opted out, or the same dedupe key was queued before.
+    Each of ``links`` (values put in ``body``) that is a page of the business's own site is
+    replaced by a short link, so the text fits in fewer segments (app/links/services.py)."""
     if not texts_enabled(tenant) or customer is None or not customer.phone or not customer.reachable:
         return None  # (not reachable: anonymised, or asked to be deleted)
     if customer.sms_opted_out_at is not None and kind != "reply":
         return None
     if sms_left(tenant) <= 0:
         raise QuotaReached(sms_quota_text(tenant))
+    if links:  # only now that the text will go: a text that doesn't go makes no short links
+        from app.links.services import shorten_in
+
+        body = shorten_in(tenant, body, links)
     message = Message(
         tenant_id=tenant.id,
         customer_id=customer.id,
@@ -465,7 +473,10 @@ def notify(
     reason = _why_no_text(tenant, customer)
     if reason is None:
         try:
-            return queue_text(tenant, customer, kind, body, booking_id=booking_id, dedupe_key=dedupe_key)
+            # Texts carry short links (one segment, not two); the e-mail below keeps the full ones.
+            return queue_text(
+                tenant, customer, kind, body, booking_id=booking_id, dedupe_key=dedupe_key, links=values.values()
+            )
         except QuotaReached as exc:
             reason = str(exc)
     if customer.email:

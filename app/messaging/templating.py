@@ -95,7 +95,9 @@ KINDS: dict[str, Kind] = {
 }
 
 # What the preview fills in: realistic values, so the owner sees the length a customer will get
-# (our signed links are long, and plain ASCII: an ellipsis here would wrongly force UCS-2).
+# (plain ASCII: an ellipsis here would wrongly force UCS-2). The full signed links are what e-mails
+# carry; the dashboard's preview puts the business's short link in every ``*_link`` (texts carry
+# those: app/links/services.py), so keep link variables named ``..._link``.
 _TOKEN = "eyJ0IjoiNGQ5YzFmMmUtOGI3YS00ZDNjLWE5ZTItMWY2YjNjNGQ1ZTZmIiwiYiI6IjdhOGI5YzBkIn0.awRNog.q0dNZNWLhM6gXlpgJ4AY"
 SAMPLE = {
     "business": "Acme Mobile Detailing",

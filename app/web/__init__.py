@@ -21,6 +21,7 @@ def register_web(app) -> None:
     from app.web import reviews as _reviews  # noqa: F401  (dashboard and booking-site pages)
     from app.web import routes as _routes  # noqa: F401
     from app.web import setup as _setup  # noqa: F401
+    from app.web import short_links as _short_links  # noqa: F401  (/l/<code>: the short links in texts)
     from app.web import tech as _tech  # noqa: F401  (the technician's day: dashboard.my_day)
 
     assets.init_app(app)

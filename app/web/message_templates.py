@@ -9,17 +9,29 @@ from flask_login import current_user
 
 from app.audit import services as audit
 from app.extensions import db
+from app.links import services as links
 from app.messaging import templating
 from app.messaging.models import MessageTemplate
 from app.messaging.templating import TemplateError
 from app.web.dashboard import bp
 
 
+def _samples() -> dict[str, str]:
+    """Sample values with the business's own name, and links as its texts carry them: a short link of
+    the real length on its own site (app/links), so the count is the one a customer's phone makes."""
+    short = links.sample_url(g.tenant)
+    return {
+        **templating.SAMPLE,
+        "business": g.tenant.name,
+        **{name: short for name in templating.SAMPLE if name.endswith("_link")},
+    }
+
+
 def preview_of(kind: str, body: str) -> dict:
     """What the preview shows: the text with sample values (and the business's own name, whose
     length counts too) and its length, or the error."""
     try:
-        text = templating.fill(templating.check(kind, body), {**templating.SAMPLE, "business": g.tenant.name})
+        text = templating.fill(templating.check(kind, body), _samples())
     except TemplateError as exc:
         return {"error": str(exc)}
     chars, segments = templating.sms_segments(text)
@@ -52,7 +64,7 @@ def _cards(typed: dict[str, str] | None = None, errors: dict[str, str] | None = 
 
 @bp.get("/messages/templates")
 def message_templates():
-    return render_template("dashboard/message_templates.html", cards=_cards(), samples=templating.SAMPLE)
+    return render_template("dashboard/message_templates.html", cards=_cards(), samples=_samples())
 
 
 def message_template_save(kind: str):
@@ -75,7 +87,7 @@ def message_template_save(kind: str):
         page = render_template(
             "dashboard/message_templates.html",
             cards=_cards({kind: body}, {kind: str(exc)}),
-            samples=templating.SAMPLE,
+            samples=_samples(),
             failed=spec.label,
         )
         return page, 422
