@@ -39,18 +39,13 @@ Command line (the offline demo; a page at ``/`` lists calendars and lets you add
 
 from __future__ import annotations
 
-import argparse
 import base64
 import copy
 import hashlib
 import html
-import http.client
 import json
-import os
 import re
 import secrets
-import signal
-import sys
 import threading
 import time
 import traceback
@@ -60,9 +55,10 @@ from urllib.parse import urlencode, urlsplit
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
+
+from scripts.standins.base import Standin, cli, html_page, json_response, loopback, post, public, serve
 
 DEFAULT_CLIENT_ID = "fieldday-standin.apps.googleusercontent.com"
 DEFAULT_CLIENT_SECRET = "standin-secret"
@@ -153,13 +149,7 @@ class Delivery:
     created: float = field(default_factory=time.time)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        if getattr(self.server, "log_requests", False):
-            super().log_request(*args, **kwargs)
-
-
-class GoogleStandin:
+class GoogleStandin(Standin):
     """Thread-safe in-memory Google OAuth + Calendar: a WSGI app plus test helpers (module docstring)."""
 
     def __init__(
@@ -175,44 +165,15 @@ class GoogleStandin:
         self.client_secret = client_secret
         self.webhook_base = webhook_base
         self.auto_push = auto_push
-        self.state_file = state_file
-        self.url = ""
-        self.requests: list[Recorded] = []
-        self.deliveries: list[Delivery] = []
-        self._lock = threading.RLock()
-        self._server = self._thread = None
         rules = [Rule(p, methods=[m], endpoint=n) for m, p, n in ROUTES]
         rules += [Rule("/calendar/v3" + p, methods=[m], endpoint=n) for m, p, n in ROUTES if n.startswith("api:")]
         self._urls = Map(rules, strict_slashes=False, merge_slashes=False)
-        self._clear()
-        if state_file and os.path.exists(state_file):
-            self._load()
-
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    def start(self, host="127.0.0.1", port=0, *, log_requests=False) -> GoogleStandin:
-        self._server = make_server(host, port, self, threaded=True, request_handler=_QuietHandler)
-        self._server.log_requests = log_requests
-        self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
-            self._server = self._thread = None
-        self._save()
-
-    def reset(self):
-        """Forget users, calendars, events, tokens, channels, requests, deliveries and failures."""
-        with self._lock:
-            self._clear()
+        super().__init__(state_file=state_file)
+        self.requests: list[Recorded]
+        self.deliveries: list[Delivery]
 
     def _clear(self):
-        self.requests, self.deliveries = [], []
+        """Forget users, calendars, events, tokens and channels: one account with its primary calendar remains."""
         self._users: dict[str, dict] = {}
         self._calendars: dict[str, dict] = {}
         self._codes: dict[str, dict] = {}
@@ -221,7 +182,6 @@ class GoogleStandin:
         self._channels: dict[str, dict] = {}
         self._sync_tokens: dict[str, tuple[str, int]] = {}
         self._freebusy_errors: dict[str, str] = {}
-        self._failures: list[dict] = []
         self._version = 0
         self.add_user(DEFAULT_USER)
 
@@ -321,15 +281,13 @@ class GoogleStandin:
         """Current events of a calendar (recurring masters unexpanded), without private bookkeeping."""
         with self._lock:
             cal = self._calendar(cal_id)
-            return [
-                self._public(e) for e in cal["events"].values() if include_cancelled or e.get("status") != "cancelled"
-            ]
+            return [public(e) for e in cal["events"].values() if include_cancelled or e.get("status") != "cancelled"]
 
     def instances(self, cal_id: str, event_id: str) -> list[dict]:
         """A recurring event's instances as ``singleEvents=true`` lists them (ids ``<event>_<start>``)."""
         with self._lock:
             master = self._calendar(cal_id)["events"][event_id]
-            return [self._public(i) for i in self._instances(master, None, None)]
+            return [public(i) for i in self._instances(master, None, None)]
 
     def invalidate_sync_tokens(self, cal_id: str | None = None) -> None:
         """Every sync token issued so far (for one calendar, or all) now answers 410 GONE."""
@@ -362,15 +320,7 @@ class GoogleStandin:
 
     def fail_next(self, method: str, path: str, status: int = 500, *, times: int = 1, reason: str = "backendError"):
         """The next ``times`` API calls matching ``method`` and the ``path`` regex answer ``status``."""
-        with self._lock:
-            self._failures.append(
-                {"method": method.upper(), "path": re.compile(path), "status": status, "left": times, "reason": reason}
-            )
-
-    def clear_failures(self) -> None:
-        """Forget failures set with ``fail_next`` that haven't happened yet."""
-        with self._lock:
-            self._failures.clear()
+        self._add_failure(method, path, status, times, reason=reason)
 
     @property
     def channels(self) -> dict[str, dict]:
@@ -447,23 +397,14 @@ class GoogleStandin:
         headers = self.push_headers(channel_id, state, token=token)
         with self._lock:
             address = self._channels[channel_id]["address"]
-        public = urlsplit(address)
-        connect = urlsplit(self.webhook_base) if self.webhook_base else public
-        send = {"Host": public.netloc, "Content-Length": "0", "User-Agent": "APIs-Google", **headers}
+        send = {"Host": urlsplit(address).netloc, "Content-Length": "0", "User-Agent": "APIs-Google", **headers}
         delivery = Delivery(channel_id, state, address, send)
         with self._lock:
             self.deliveries.append(delivery)
-        cls = http.client.HTTPSConnection if connect.scheme == "https" else http.client.HTTPConnection
-        conn = cls(connect.hostname, connect.port, timeout=15)
         try:
-            conn.request("POST", public.path or "/", b"", send)
-            response = conn.getresponse()
-            response.read()
-            delivery.status = response.status
+            delivery.status = post(address, b"", send, via=self.webhook_base)
         except Exception as exc:  # noqa: BLE001 - recorded; Google just drops a failed notification
             delivery.status = f"{type(exc).__name__}: {exc}"
-        finally:
-            conn.close()
         return delivery.status
 
     def _changed(self, cal_id: str) -> None:
@@ -483,7 +424,7 @@ class GoogleStandin:
             if request.path.startswith(("/_standin", "/o/")) or request.path == "/":
                 return exc(environ, start_response)
             body = GoogleApiError(404, "Not Found", "notFound").body
-            return _json(404, body)(environ, start_response)
+            return json_response(404, body)(environ, start_response)
         if name.startswith("api:"):
             response = self._api(request, name[4:], args)
         else:
@@ -497,7 +438,7 @@ class GoogleStandin:
             try:
                 body = json.loads(request.data)
             except ValueError:
-                return _json(400, GoogleApiError(400, "Parse Error", "parseError").body)
+                return json_response(400, GoogleApiError(400, "Parse Error", "parseError").body)
         recorded = Recorded(request.method, request.path, params, body)
         with self._lock:
             self.requests.append(recorded)
@@ -516,7 +457,7 @@ class GoogleStandin:
             traceback.print_exc()
             status, answer, changed = 500, GoogleApiError(500, f"Stand-in error: {exc!r}", "backendError").body, None
         recorded.status = status
-        response = _json(status, answer) if answer is not None else Response(status=status)
+        response = json_response(status, answer) if answer is not None else Response(status=status)
         if changed:
             response.call_on_close(lambda: self._changed(changed))
         return response
@@ -528,13 +469,6 @@ class GoogleStandin:
         if not grant or grant["expires"] < time.time() or self._refresh.get(grant["rt"], {}).get("revoked"):
             raise GoogleApiError(401, "Request had invalid authentication credentials.", "authError")
         return grant["user"]
-
-    def _take_failure(self, method: str, path: str) -> dict | None:
-        for rule in self._failures:
-            if rule["left"] > 0 and rule["method"] == method and rule["path"].search(path):
-                rule["left"] -= 1
-                return rule
-        return None
 
     # -- OAuth endpoints -------------------------------------------------------------------------------
 
@@ -582,19 +516,21 @@ class GoogleStandin:
         with self._lock:
             self.requests.append(Recorded("POST", "/token", {"grant_type": form.get("grant_type")}, None))
             if not self._client_ok(request, form):
-                return _json(401, {"error": "invalid_client", "error_description": "Unauthorized"})
+                return json_response(401, {"error": "invalid_client", "error_description": "Unauthorized"})
             grant = form.get("grant_type")
             if grant == "authorization_code":
                 code = self._codes.pop(form.get("code", ""), None)
                 if not code or code["expires"] < time.time() or code["redirect_uri"] != form.get("redirect_uri"):
-                    return _json(400, {"error": "invalid_grant", "error_description": "Bad Request"})
+                    return json_response(400, {"error": "invalid_grant", "error_description": "Bad Request"})
                 if code["challenge"]:
                     verifier = form.get("code_verifier", "")
                     if code["method"] == "S256":
                         digest = hashlib.sha256(verifier.encode()).digest()
                         verifier = base64.urlsafe_b64encode(digest).decode().rstrip("=")
                     if not secrets.compare_digest(verifier, code["challenge"]):
-                        return _json(400, {"error": "invalid_grant", "error_description": "Invalid code verifier."})
+                        return json_response(
+                            400, {"error": "invalid_grant", "error_description": "Invalid code verifier."}
+                        )
                 rt = None
                 if code["offline"]:
                     rt = "1//" + secrets.token_urlsafe(32)
@@ -603,15 +539,15 @@ class GoogleStandin:
                 if rt:
                     body["refresh_token"] = rt
                 self._save()
-                return _json(200, body)
+                return json_response(200, body)
             if grant == "refresh_token":
                 rt = self._refresh.get(form.get("refresh_token", ""))
                 if not rt or rt["revoked"]:
-                    return _json(
+                    return json_response(
                         400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
                     )
-                return _json(200, self._issue(rt["user"], rt["token"], rt["scope"]))
-            return _json(400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"})
+                return json_response(200, self._issue(rt["user"], rt["token"], rt["scope"]))
+            return json_response(400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"})
 
     def _issue(self, user: str, rt: str | None, scope: str) -> dict:
         at = "ya29." + secrets.token_urlsafe(32)
@@ -635,9 +571,9 @@ class GoogleStandin:
                     self._refresh[rt]["revoked"] = True
                 self._access[token]["expires"] = 0
             else:
-                return _json(400, {"error": "invalid_token", "error_description": "Token expired or revoked"})
+                return json_response(400, {"error": "invalid_token", "error_description": "Token expired or revoked"})
             self._save()
-        return _json(200, {})
+        return json_response(200, {})
 
     # -- Calendar API handlers (lock held) -------------------------------------------------------------
 
@@ -744,7 +680,7 @@ class GoogleStandin:
                     continue
                 if e.get("status") != "cancelled" and not self._overlaps(e, t_min, t_max):
                     continue
-                out.append(self._public(e))
+                out.append(public(e))
         out.sort(key=lambda e: (e.get("start", {}).get("dateTime") or e.get("start", {}).get("date") or "", e["id"]))
         return out
 
@@ -773,7 +709,7 @@ class GoogleStandin:
                 seen[eid] = master
             else:
                 seen[master_id] = master
-        return [self._public(e) for e in seen.values()]
+        return [public(e) for e in seen.values()]
 
     def _instances(self, master: dict, t_min, t_max, *, include_cancelled: bool = False) -> list[dict]:
         """The series expanded with its exceptions (moved or cancelled instances)."""
@@ -837,7 +773,7 @@ class GoogleStandin:
 
     def _api_get_event(self, user: str, params: dict, body: dict, cal: str, eid: str) -> tuple[int, dict]:
         calendar = self._visible(user, cal)
-        return 200, self._public(self._current(calendar["id"], eid))
+        return 200, public(self._current(calendar["id"], eid))
 
     def _current(self, cal_id: str, eid: str) -> dict:
         cal = self._calendar(cal_id)
@@ -855,7 +791,7 @@ class GoogleStandin:
 
     def _api_insert_event(self, user: str, params: dict, body: dict, cal: str) -> tuple[int, dict]:
         calendar = self._visible(user, cal, write=True)
-        return 200, self._public(self._store_new(calendar["id"], body))
+        return 200, public(self._store_new(calendar["id"], body))
 
     def _store_new(self, cal_id: str, body: dict) -> dict:
         cal = self._calendar(cal_id)
@@ -896,7 +832,7 @@ class GoogleStandin:
 
     def _api_patch_event(self, user: str, params: dict, body: dict, cal: str, eid: str) -> tuple[int, dict]:
         calendar = self._visible(user, cal, write=True)
-        return 200, self._public(self._patch(calendar["id"], eid, body))
+        return 200, public(self._patch(calendar["id"], eid, body))
 
     def _patch(self, cal_id: str, eid: str, changes: dict) -> dict:
         cal = self._calendar(cal_id)
@@ -992,10 +928,6 @@ class GoogleStandin:
         }
 
     @staticmethod
-    def _public(event: dict) -> dict:
-        return {k: copy.deepcopy(v) for k, v in event.items() if not k.startswith("_")}
-
-    @staticmethod
     def _when(value, time_zone) -> dict:
         if isinstance(value, datetime):
             when = {"dateTime": value.isoformat() if value.tzinfo else rfc3339(value.replace(tzinfo=UTC))}
@@ -1008,23 +940,17 @@ class GoogleStandin:
 
     # -- the demo page and control endpoints ---------------------------------------------------------
 
-    @staticmethod
-    def _loopback(request: Request) -> bool:
-        return request.remote_addr in ("127.0.0.1", "::1")
-
     def _health(self, request: Request) -> Response:
         with self._lock:
-            return _json(200, {"ok": True, "calendars": len(self._calendars), "channels": len(self._channels)})
+            return json_response(200, {"ok": True, "calendars": len(self._calendars), "channels": len(self._channels)})
 
     def _state_json(self, request: Request) -> Response:
         with self._lock:
             body = {
-                "calendars": {
-                    cid: [self._public(e) for e in c["events"].values()] for cid, c in self._calendars.items()
-                },
+                "calendars": {cid: [public(e) for e in c["events"].values()] for cid, c in self._calendars.items()},
                 "channels": {cid: {k: v for k, v in c.items() if k != "token"} for cid, c in self._channels.items()},
             }
-        return _json(200, body)
+        return json_response(200, body)
 
     def _home_page(self, request: Request) -> Response:
         with self._lock:
@@ -1082,8 +1008,8 @@ class GoogleStandin:
         return moment
 
     def _control_add_event(self, request: Request) -> Response:
-        if not self._loopback(request):
-            return _json(403, {"error": "loopback only"})
+        if not loopback(request):
+            return json_response(403, {"error": "loopback only"})
         f = request.form
         try:
             cal = f["calendar"]
@@ -1104,53 +1030,43 @@ class GoogleStandin:
             self._changed(cal)
             self._save()
         except (KeyError, ValueError, GoogleApiError) as exc:
-            return _json(400, {"error": str(exc)})
+            return json_response(400, {"error": str(exc)})
         return redirect("/", 303)
 
     def _control_move_event(self, request: Request, cal: str, eid: str) -> Response:
-        if not self._loopback(request):
-            return _json(403, {"error": "loopback only"})
+        if not loopback(request):
+            return json_response(403, {"error": "loopback only"})
         try:
             self.move_event(cal, eid, self._local(cal, request.form["start"]))
             self._changed(cal)
             self._save()
         except (KeyError, ValueError, GoogleApiError) as exc:
-            return _json(400, {"error": str(exc)})
+            return json_response(400, {"error": str(exc)})
         return redirect("/", 303)
 
     def _control_delete_event(self, request: Request, cal: str, eid: str) -> Response:
-        if not self._loopback(request):
-            return _json(403, {"error": "loopback only"})
+        if not loopback(request):
+            return json_response(403, {"error": "loopback only"})
         try:
             self.delete_event(cal, eid)
             self._changed(cal)
             self._save()
         except GoogleApiError as exc:
-            return _json(400, {"error": str(exc)})
+            return json_response(400, {"error": str(exc)})
         return redirect("/", 303)
 
     # -- persistence (the demo) --------------------------------------------------------------------------
 
-    def _save(self):
-        if not self.state_file:
-            return
-        with self._lock:
-            state = {
-                "users": self._users,
-                "calendars": self._calendars,
-                "refresh": self._refresh,
-                "channels": self._channels,
-                "version": self._version,
-            }
-            os.makedirs(os.path.dirname(os.path.abspath(self.state_file)), exist_ok=True)
-            tmp = f"{self.state_file}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(state, f)
-            os.replace(tmp, self.state_file)
+    def _state(self) -> dict:
+        return {
+            "users": self._users,
+            "calendars": self._calendars,
+            "refresh": self._refresh,
+            "channels": self._channels,
+            "version": self._version,
+        }
 
-    def _load(self):
-        with open(self.state_file) as f:
-            state = json.load(f)
+    def _restore(self, state: dict):
         self._users, self._calendars = state["users"], state["calendars"]
         for cal in self._calendars.values():
             cal["log"] = [tuple(x) for x in cal["log"]]
@@ -1169,30 +1085,17 @@ PAGE_CSS = (
 )
 
 
-def _json(status: int, body) -> Response:
-    return Response(json.dumps(body, indent=2), status, mimetype="application/json")
-
-
 def _html(status: int, title: str, body: str) -> Response:
-    page = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{PAGE_CSS}</style></head>"
-        f'<body><main><p class="test">Test mode · Google stand-in</p>{body}</main></body></html>'
-    )
-    return Response(page, status, mimetype="text/html")
+    return html_page(status, title, body, css=PAGE_CSS, label="Google stand-in")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Local Google OAuth + Calendar stand-in for tests and the demo.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=12113)
+    parser = cli("Local Google OAuth + Calendar stand-in for tests and the demo.", port=12113)
     parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
     parser.add_argument("--client-secret", default=DEFAULT_CLIENT_SECRET)
     parser.add_argument("--webhook-base", help="where push notifications are sent, e.g. http://127.0.0.1:5000")
     parser.add_argument("--auto-push", action="store_true", help="notify watch channels on every change")
     parser.add_argument("--user", action="append", default=[], help="another Google account (repeatable)")
-    parser.add_argument("--state", help="JSON file to load at start and save after changes")
     args = parser.parse_args(argv)
     standin = GoogleStandin(
         client_id=args.client_id,
@@ -1203,16 +1106,7 @@ def main(argv=None):
     )
     for email in args.user:
         standin.add_user(email)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    standin.start(args.host, args.port, log_requests=True)
-    print(f"Google stand-in on {standin.url}, pushes to {args.webhook_base or '(channel addresses)'}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        standin.stop()
+    serve(standin, args, "Google", f"pushes to {args.webhook_base or '(channel addresses)'}")
 
 
 if __name__ == "__main__":

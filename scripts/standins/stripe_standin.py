@@ -15,12 +15,9 @@ subscription mode, subscriptions, invoices and a cut-down customer portal; the p
 
 from __future__ import annotations
 
-import argparse
 import copy
 import html
-import http.client
 import json
-import os
 import re
 import secrets
 import string
@@ -33,9 +30,10 @@ from urllib.parse import urlsplit
 import stripe
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
+
+from scripts.standins.base import RecordedRequest, Standin, cli, html_page, json_response, post, public, serve
 
 PREFIXES = {
     "account": "acct",
@@ -184,19 +182,7 @@ def metadata(params: dict, name: str = "metadata") -> dict:
     return {k: v for k, v in value.items() if v != ""}
 
 
-def public(obj: dict) -> dict:
-    """A copy without the stand-in's private fields (keys starting with ``_``)."""
-    return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    params: dict
-    status: int | None = None
-
+class Recorded(RecordedRequest):
     @property
     def idempotency_key(self) -> str | None:
         return self.headers.get("Idempotency-Key")
@@ -220,13 +206,7 @@ class _Call:
         return {"id": self.request_id, "idempotency_key": self.idempotency_key}
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        if getattr(self.server, "log_requests", False):
-            super().log_request(*args, **kwargs)
-
-
-class StripeStandin:
+class StripeStandin(Standin):
     """Thread-safe in-memory Stripe: a WSGI app plus test helpers. See the module docstring."""
 
     def __init__(
@@ -250,41 +230,15 @@ class StripeStandin:
         self.billing_webhook_url = billing_webhook_url
         self.billing_webhook_secret = billing_webhook_secret
         self.public_url = public_url
-        self.state_file = state_file
-        self.url = ""
         self.clock_offset = 0
-        self.requests: list[Recorded] = []
         self.events: list[dict] = []
-        self.deliveries: list[tuple[str, int | str]] = []
-        self._lock = threading.RLock()
-        self._server = self._thread = None
         rules = [Rule(path, methods=m.split(","), endpoint=name, defaults=d) for m, path, name, d in ROUTES]
         self._urls = Map(rules, redirect_defaults=False)
-        self._clear()
-        if state_file and os.path.exists(state_file):
-            self._load()
+        super().__init__(state_file=state_file)
+        self.requests: list[Recorded]
+        self.deliveries: list[tuple[str, int | str]]  # (event id, the app's HTTP status or the error)
 
-    # -- lifecycle and test helpers -------------------------------------------------------------
-
-    def start(self, host="127.0.0.1", port=0, *, log_requests=False) -> StripeStandin:
-        self._server = make_server(host, port, self, threaded=True, request_handler=_QuietHandler)
-        self._server.log_requests = log_requests
-        self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
-            self._server = self._thread = None
-
-    def reset(self):
-        with self._lock:
-            self._clear()
-            self._save()
+    # -- test helpers -----------------------------------------------------------------------------
 
     def now(self) -> int:
         return int(time.time()) + self.clock_offset
@@ -306,9 +260,7 @@ class StripeStandin:
         The answer carries ``Stripe-Should-Retry: false`` unless ``sdk_retry``, so by default the SDK does not
         retry and the error reaches the caller. Injected answers are never stored as idempotent results.
         """
-        rule = {"method": method.upper(), "path": re.compile(path_regex), "status": status, "left": times}
-        with self._lock:
-            self._failures.append({**rule, "retry": "true" if sdk_retry else "false"})
+        self._add_failure(method, path_regex, status, times, retry="true" if sdk_retry else "false")
 
     def objects(self, kind: str) -> list[dict]:
         if kind not in PREFIXES:
@@ -340,21 +292,13 @@ class StripeStandin:
         if not url:
             raise RuntimeError("webhook_url is not set")
         body, headers = self.signed(event, secret=secret)
-        target = urlsplit(url)
-        headers["Host"] = self.webhook_host or target.netloc
-        connection_class = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
-        conn = connection_class(target.hostname, target.port, timeout=15)
+        headers["Host"] = self.webhook_host or urlsplit(url).netloc
         try:
-            conn.request("POST", (target.path or "/") + (f"?{target.query}" if target.query else ""), body, headers)
-            response = conn.getresponse()
-            response.read()
-            status = response.status
+            status = post(url, body, headers)
         except Exception as exc:
             with self._lock:
                 self.deliveries.append((event_id, f"{type(exc).__name__}: {exc}"))
             raise
-        finally:
-            conn.close()
         with self._lock:
             self.deliveries.append((event_id, status))
         return status
@@ -460,7 +404,7 @@ class StripeStandin:
         recorded.status = status
         self._deliver_all(call.events)  # before answering, so tests see a deterministic order
         headers = {"Request-Id": call.request_id, "Stripe-Version": stripe.api_version, **extra}
-        return Response(json.dumps(body, indent=2), status, headers=headers, mimetype="application/json")
+        return json_response(status, body, headers)
 
     def _answer(self, request: Request, name: str | None, args: dict, call: _Call) -> tuple[int, dict, dict]:
         auth = request.headers.get("Authorization", "")
@@ -468,7 +412,7 @@ class StripeStandin:
             given = auth.removeprefix("Bearer ").strip()
             message = f"Invalid API Key provided: {given[:8]}{'*' * 8}{given[-4:]}" if given else "No API key provided."
             return 401, {"error": ApiError(401, "invalid_request_error", message).error}, {}
-        injected = self._take_failure(request.method, request.path)
+        injected = self._injected(request.method, request.path)
         if injected:
             return injected
         if name is None:
@@ -522,18 +466,14 @@ class StripeStandin:
             traceback.print_exc()
             return 500, {"error": ApiError(500, "api_error", f"Stand-in error: {exc!r}").error}, {}
 
-    def _take_failure(self, method: str, path: str):
-        with self._lock:
-            for rule in self._failures:
-                if rule["left"] > 0 and rule["method"] == method and rule["path"].search(path):
-                    rule["left"] -= 1
-                    status = rule["status"]
-                    type_, code = INJECTED.get(
-                        status, ("api_error" if status >= 500 else "invalid_request_error", None)
-                    )
-                    error = ApiError(status, type_, f"Injected failure ({status}) from the Stripe stand-in.", code=code)
-                    return status, {"error": error.error}, {"Stripe-Should-Retry": rule["retry"]}
-        return None
+    def _injected(self, method: str, path: str) -> tuple[int, dict, dict] | None:
+        rule = self._take_failure(method, path)
+        if rule is None:
+            return None
+        status = rule["status"]
+        type_, code = INJECTED.get(status, ("api_error" if status >= 500 else "invalid_request_error", None))
+        error = ApiError(status, type_, f"Injected failure ({status}) from the Stripe stand-in.", code=code)
+        return status, {"error": error.error}, {"Stripe-Should-Retry": rule["retry"]}
 
     # -- store --------------------------------------------------------------------------------------
 
@@ -543,31 +483,19 @@ class StripeStandin:
         self._links: dict[str, dict] = {}
         self._idempotency: dict[str, dict] = {}
         self._key_locks: dict[str, threading.Lock] = {}
-        self._failures: list[dict] = []
-        self.requests.clear()
         self.events.clear()
-        self.deliveries.clear()
         self.clock_offset = 0
 
-    def _save(self):
-        if not self.state_file:
-            return
-        state = {
+    def _state(self) -> dict:
+        return {
             "objects": self._store,
             "owners": self._owner,
             "links": self._links,
             "events": self.events,
             "idempotency": self._idempotency,
         }
-        os.makedirs(os.path.dirname(os.path.abspath(self.state_file)), exist_ok=True)
-        tmp = f"{self.state_file}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(state, f)
-        os.replace(tmp, self.state_file)
 
-    def _load(self):
-        with open(self.state_file) as f:
-            state = json.load(f)
+    def _restore(self, state: dict):
         self._store, self._owner, self._links = state["objects"], state["owners"], state["links"]
         self.events[:] = state["events"]
         self._idempotency = state["idempotency"]
@@ -1400,19 +1328,11 @@ PAGE_CSS = (
 
 
 def _html(status: int, title: str, body: str) -> Response:
-    page = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{PAGE_CSS}</style></head>"
-        f'<body><main><p class="test">Test mode · Stripe stand-in</p>{body}</main></body></html>'
-    )
-    return Response(page, status, mimetype="text/html")
+    return html_page(status, title, body, css=PAGE_CSS, label="Stripe stand-in")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Local Stripe stand-in for tests and the offline demo.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=12111)
+    parser = cli("Local Stripe stand-in for tests and the offline demo.", port=12111)
     parser.add_argument("--api-key", default="sk_test_standin")
     parser.add_argument("--secret", default="whsec_standin", help="webhook signing secret")
     parser.add_argument("--webhook-url")
@@ -1420,7 +1340,6 @@ def main(argv=None):
     parser.add_argument("--billing-webhook-url", help="endpoint for the platform's own (Billing) events")
     parser.add_argument("--billing-secret", help="signing secret of the Billing endpoint")
     parser.add_argument("--public-url", help="base for hosted page URLs (default: the listening URL)")
-    parser.add_argument("--state", help="JSON file to load at start and save after each change")
     args = parser.parse_args(argv)
     standin = StripeStandin(
         api_key=args.api_key,
@@ -1431,15 +1350,8 @@ def main(argv=None):
         state_file=args.state,
         billing_webhook_url=args.billing_webhook_url,
         billing_webhook_secret=args.billing_secret,
-    ).start(args.host, args.port, log_requests=True)
-    print(f"Stripe stand-in on {standin.url}, webhooks to {args.webhook_url or '(none)'}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        standin.stop()
+    )
+    serve(standin, args, "Stripe", f"webhooks to {args.webhook_url or '(none)'}")
 
 
 if __name__ == "__main__":

@@ -72,17 +72,10 @@ Control endpoints for other processes (loopback only): ``GET /_standin/health``,
 
 from __future__ import annotations
 
-import argparse
-import copy
 import email.utils
 import html
-import http.client
-import json
-import os
 import re
 import secrets
-import signal
-import sys
 import threading
 import time
 import traceback
@@ -96,9 +89,20 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
+
+from scripts.standins.base import (
+    RecordedRequest,
+    Standin,
+    cli,
+    html_page,
+    json_response,
+    loopback,
+    post,
+    public,
+    serve,
+)
 
 API_VERSION = "2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
@@ -183,11 +187,6 @@ def num_segments(body: str) -> int:
     return 1 if units <= single else -(-units // multi)
 
 
-def public(obj: dict) -> dict:
-    """A copy without the stand-in's private fields (keys starting with ``_``)."""
-    return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
-
-
 def digits(value: str) -> str:
     return re.sub(r"\D", "", value or "")
 
@@ -228,14 +227,7 @@ class BaseUrlHttpClient(TwilioHttpClient):
         return super().request(method, url, *args, **kwargs)
 
 
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    params: dict
-    status: int | None = None
-
+class Recorded(RecordedRequest):
     @property
     def account_sid(self) -> str | None:
         match = re.match(rf"/{API_VERSION}/Accounts/(AC\w+)", self.path)
@@ -255,14 +247,10 @@ class Delivery:
     created: float = field(default_factory=time.time)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        if getattr(self.server, "log_requests", False):
-            super().log_request(*args, **kwargs)
-
-
-class TwilioStandin:
+class TwilioStandin(Standin):
     """Thread-safe in-memory Twilio Messaging: a WSGI app plus test helpers. See the module docstring."""
+
+    save_delay = 0.2  # a burst of sends is one write of the state file
 
     def __init__(
         self,
@@ -279,44 +267,13 @@ class TwilioStandin:
         self.auth_token = auth_token
         self.webhook_base = webhook_base
         self.webhook_host = webhook_host
-        self.state_file = state_file
         self.auto_status = list(auto_status or [])
         self.auto_status_delay = auto_status_delay
-        self.url = ""
-        self.requests: list[Recorded] = []
-        self.deliveries: list[Delivery] = []
-        self._lock = threading.RLock()
-        self._save_timer: threading.Timer | None = None
-        self._server = self._thread = None
         rules = [Rule(path, methods=[m], endpoint=name) for m, path, name in ROUTES]
         self._urls = Map(rules, redirect_defaults=False, strict_slashes=False)
-        self._clear()
-        if state_file and os.path.exists(state_file):
-            self._load()
-
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    def start(self, host="127.0.0.1", port=0, *, log_requests=False) -> TwilioStandin:
-        self._server = make_server(host, port, self, threaded=True, request_handler=_QuietHandler)
-        self._server.log_requests = log_requests
-        self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
-            self._server = self._thread = None
-        self._flush()
-
-    def reset(self):
-        """Forget numbers, services, sub-accounts, messages, opt-outs, requests, deliveries and failures."""
-        with self._lock:
-            self._clear()
-        self._save()
+        super().__init__(state_file=state_file)
+        self.requests: list[Recorded]
+        self.deliveries: list[Delivery]
 
     def client(self, *, account_sid=None, auth_token=None, **http_kwargs) -> Client:
         """An official SDK client pointed at this stand-in, built as app code should (module docstring)."""
@@ -464,17 +421,15 @@ class TwilioStandin:
         ``commit=True`` carries the request out first (the message exists and will be delivered) and only the
         answer is lost, the way a timeout after Twilio accepted a send looks to the caller.
         """
-        rule = {
-            "method": method.upper(),
-            "path": re.compile(path_regex),
-            "status": status,
-            "left": times,
-            "code": code or INJECTED_CODES.get(status, 20000 + status if status < 1000 else status),
-            "message": message or f"Injected failure ({status}) from the Twilio stand-in.",
-            "commit": commit,
-        }
-        with self._lock:
-            self._failures.append(rule)
+        self._add_failure(
+            method,
+            path_regex,
+            status,
+            times,
+            code=code or INJECTED_CODES.get(status, 20000 + status if status < 1000 else status),
+            message=message or f"Injected failure ({status}) from the Twilio stand-in.",
+            commit=commit,
+        )
 
     def signature(self, url: str, params: dict, *, auth_token=None) -> str:
         """``X-Twilio-Signature`` for a POST of ``params`` to ``url`` (the full URL the app sees)."""
@@ -654,7 +609,7 @@ class TwilioStandin:
             traceback.print_exc()
             status, body = 500, TwilioApiError(500, 20500, f"Stand-in error: {exc!r}").body
         recorded.status = status
-        response = Response(json.dumps(body, indent=2), status, mimetype="application/json")
+        response = json_response(status, body)
         response.headers["Twilio-Request-Id"] = new_sid("RQ")
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
@@ -683,14 +638,6 @@ class TwilioStandin:
         if failure:
             raise TwilioApiError(failure["status"], failure["code"], failure["message"])
         return status, body
-
-    def _take_failure(self, method: str, path: str) -> dict | None:
-        with self._lock:
-            for rule in self._failures:
-                if rule["left"] > 0 and rule["method"] == method and rule["path"].search(path):
-                    rule["left"] -= 1
-                    return rule
-        return None
 
     # -- API handlers (called with the lock held) ----------------------------------------------------
 
@@ -798,14 +745,10 @@ class TwilioStandin:
 
     # -- control endpoints and the phone page ----------------------------------------------------------
 
-    @staticmethod
-    def _loopback(request: Request) -> bool:
-        return request.remote_addr in ("127.0.0.1", "::1")
-
     def _health(self, request: Request) -> Response:
         with self._lock:
             body = {"ok": True, "messages": len(self._messages), "numbers": len(self._numbers)}
-        return _json(200, body)
+        return json_response(200, body)
 
     def _state_json(self, request: Request) -> Response:
         with self._lock:
@@ -817,11 +760,11 @@ class TwilioStandin:
                 "opt_outs": sorted(list(pair) for pair in self._opt_outs),
                 "deliveries": [(d.kind, d.sid, d.url, d.status) for d in self.deliveries],
             }
-        return _json(200, body)
+        return json_response(200, body)
 
     def _control_number(self, request: Request) -> Response:
-        if not self._loopback(request):
-            return _json(403, {"error": "loopback only"})
+        if not loopback(request):
+            return json_response(403, {"error": "loopback only"})
         try:
             number = self.add_number(
                 request.form.get("PhoneNumber", ""),
@@ -830,12 +773,12 @@ class TwilioStandin:
                 friendly_name=request.form.get("FriendlyName") or None,
             )
         except (KeyError, ValueError) as exc:
-            return _json(400, {"error": str(exc)})
-        return _json(201, number)
+            return json_response(400, {"error": str(exc)})
+        return json_response(201, number)
 
     def _control_inbound(self, request: Request) -> Response:
-        if not self._loopback(request):
-            return _json(403, {"error": "loopback only"})
+        if not loopback(request):
+            return json_response(403, {"error": "loopback only"})
         form = request.form
         try:
             status = self.inbound(from_=form.get("From", ""), to=form.get("To", ""), body=form.get("Body", ""))
@@ -843,20 +786,20 @@ class TwilioStandin:
             status = f"{type(exc).__name__}: {exc}"
         if "text/html" in request.headers.get("Accept", ""):
             return redirect("/", 303)
-        return _json(200, {"status": status})
+        return json_response(200, {"status": status})
 
     def _control_status(self, request: Request, sid: str) -> Response:
-        if not self._loopback(request):
-            return _json(403, {"error": "loopback only"})
+        if not loopback(request):
+            return json_response(403, {"error": "loopback only"})
         try:
             status = self.status_callback(
                 sid, request.form.get("Status", "delivered"), error_code=request.form.get("ErrorCode") or None
             )
         except KeyError:
-            return _json(404, {"error": f"no message {sid}"})
+            return json_response(404, {"error": f"no message {sid}"})
         except ValueError as exc:
-            return _json(400, {"error": str(exc)})
-        return _json(200, {"status": status})
+            return json_response(400, {"error": str(exc)})
+        return json_response(200, {"status": status})
 
     def _phone_page(self, request: Request) -> Response:
         with self._lock:
@@ -969,8 +912,8 @@ class TwilioStandin:
         return _html(200, f"{number} · Twilio stand-in", body)
 
     def _phone_send(self, request: Request) -> Response:
-        if not self._loopback(request):
-            return _json(403, {"error": "loopback only"})
+        if not loopback(request):
+            return json_response(403, {"error": "loopback only"})
         form = request.form
         sender, to, text = form.get("From", "").strip(), form.get("To", "").strip(), form.get("Body", "").strip()
         if not E164.match(sender) or not to or not text:
@@ -1011,9 +954,6 @@ class TwilioStandin:
         self._messages: dict[str, dict] = {}
         self._opt_outs: set[tuple[str, str]] = set()
         self._auto_replies: list[dict] = []
-        self._failures: list[dict] = []
-        self.requests.clear()
-        self.deliveries.clear()
 
     @staticmethod
     def _account(sid: str, token: str, friendly_name: str | None) -> dict:
@@ -1138,55 +1078,24 @@ class TwilioStandin:
         delivery = Delivery(kind, url, dict(params), send, sid=sid)
         with self._lock:
             self.deliveries.append(delivery)
-        connection_class = http.client.HTTPSConnection if connect.scheme == "https" else http.client.HTTPConnection
-        conn = connection_class(connect.hostname, connect.port, timeout=15)
         try:
-            target = (public_url.path or "/") + (f"?{public_url.query}" if public_url.query else "")
-            conn.request("POST", target, urlencode(params).encode(), send)
-            response = conn.getresponse()
-            response.read()
-            delivery.status = response.status
+            delivery.status = post(url, urlencode(params).encode(), send, via=self.webhook_base)
         except Exception as exc:
             delivery.status = f"{type(exc).__name__}: {exc}"
             raise
-        finally:
-            conn.close()
         return delivery.status
 
-    def _save(self):
-        """Persist soon (debounced, so a burst of sends does not rewrite the file each time)."""
-        if not self.state_file:
-            return
-        with self._lock:
-            if self._save_timer is None:
-                self._save_timer = threading.Timer(0.2, self._flush)
-                self._save_timer.daemon = True
-                self._save_timer.start()
+    def _state(self) -> dict:
+        return {
+            "accounts": self._accounts,
+            "numbers": self._numbers,
+            "services": self._services,
+            "messages": self._messages,
+            "opt_outs": sorted(list(pair) for pair in self._opt_outs),
+            "auto_replies": self._auto_replies,
+        }
 
-    def _flush(self):
-        with self._lock:
-            timer, self._save_timer = self._save_timer, None
-            if timer:
-                timer.cancel()
-            if not self.state_file:
-                return
-            state = {
-                "accounts": self._accounts,
-                "numbers": self._numbers,
-                "services": self._services,
-                "messages": self._messages,
-                "opt_outs": sorted(list(pair) for pair in self._opt_outs),
-                "auto_replies": self._auto_replies,
-            }
-            os.makedirs(os.path.dirname(os.path.abspath(self.state_file)), exist_ok=True)
-            tmp = f"{self.state_file}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(state, f)
-            os.replace(tmp, self.state_file)
-
-    def _load(self):
-        with open(self.state_file) as f:
-            state = json.load(f)
+    def _restore(self, state: dict):
         self._accounts.update(state["accounts"])
         self._numbers, self._services = state["numbers"], state["services"]
         self._messages = state["messages"]
@@ -1218,24 +1127,12 @@ def _linked(text: str) -> str:
     return re.sub(r"https?://[^\s<]+", lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', html.escape(text))
 
 
-def _json(status: int, body) -> Response:
-    return Response(json.dumps(body, indent=2), status, mimetype="application/json")
-
-
 def _html(status: int, title: str, body: str) -> Response:
-    page = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{PAGE_CSS}</style></head>"
-        f'<body><main><p class="test">Test mode · Twilio stand-in</p>{body}</main></body></html>'
-    )
-    return Response(page, status, mimetype="text/html")
+    return html_page(status, title, body, css=PAGE_CSS, label="Twilio stand-in")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Local Twilio stand-in for tests and the offline demo.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=12112)
+    parser = cli("Local Twilio stand-in for tests and the offline demo.", port=12112)
     parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
     parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
     parser.add_argument(
@@ -1245,7 +1142,6 @@ def main(argv=None):
     parser.add_argument("--webhook-host", help="Host (and signed host) of inbound webhooks, e.g. app.localhost:5000")
     parser.add_argument("--auto-status", default="", help="statuses to call back after each send, e.g. sent,delivered")
     parser.add_argument("--auto-status-delay", type=float, default=0.5, help="seconds before each auto callback")
-    parser.add_argument("--state", help="JSON file to load at start and save after changes")
     args = parser.parse_args(argv)
     standin = TwilioStandin(
         account_sid=args.account_sid,
@@ -1259,16 +1155,7 @@ def main(argv=None):
     for number in args.number:
         e164, _, friendly = number.partition("=")
         standin.add_number(e164.strip(), friendly_name=friendly.strip() or None)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop() below still saves the state file
-    standin.start(args.host, args.port, log_requests=True)
-    print(f"Twilio stand-in on {standin.url}, webhooks to {args.webhook_base or '(none)'}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        standin.stop()
+    serve(standin, args, "Twilio", f"webhooks to {args.webhook_base or '(none)'}")
 
 
 if __name__ == "__main__":
