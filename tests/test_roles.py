@@ -19,6 +19,12 @@ TECH_ALLOWED = {
     "dashboard.my_day_photo_new",
     "dashboard.my_day_photo_done",
     "dashboard.photo",
+    # Their own Google Calendar (tests/test_google_tech.py: anyone else's connection answers 404).
+    "dashboard.my_calendar",
+    "dashboard.my_calendar_connect",
+    "dashboard.my_calendar_sync",
+    "dashboard.my_calendar_disconnect",
+    "dashboard.google_callback",  # the one redirect URI; a technician may finish only their own sign-in
 }
 
 

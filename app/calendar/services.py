@@ -74,6 +74,11 @@ def get_connection(connection_id: uuid.UUID, *, for_update: bool = False) -> Goo
     return conn
 
 
+def connection_of_technician(technician_id: uuid.UUID) -> GoogleConnection | None:
+    """A technician's own connection (at most one, uq on technician_id), if they have one."""
+    return db.session.scalar(db.select(GoogleConnection).where(GoogleConnection.technician_id == technician_id))
+
+
 def get_calendar(calendar_id: uuid.UUID, *, for_update: bool = False) -> GoogleCalendar:
     stmt = db.select(GoogleCalendar).where(
         GoogleCalendar.tenant_id == current_tenant_id(), GoogleCalendar.id == calendar_id

@@ -10,6 +10,7 @@ def register_web(app) -> None:
     from app.web import calendar as _calendar  # noqa: F401  (adds its routes to the dashboard blueprint)
     from app.web import customers as _customers  # noqa: F401
     from app.web import google as _google  # noqa: F401  (Integrations: Google Calendar; its push webhook)
+    from app.web import google_tech as _google_tech  # noqa: F401  (a technician's own Google Calendar)
     from app.web import message_templates as _message_templates  # noqa: F401
     from app.web import messages as _messages  # noqa: F401
     from app.web import outgoing_webhooks as _outgoing_webhooks  # noqa: F401  (Integrations: webhooks)

@@ -87,6 +87,7 @@ NAV = [
         [
             ("dashboard.home", {}, "Home", MANAGERS),
             ("dashboard.my_day", {}, "My day", ("tech",)),
+            ("dashboard.my_calendar", {}, "My calendar", ("tech",)),
             ("dashboard.calendar", {}, "Calendar", MANAGERS),
             ("dashboard.routes", {}, "Routes", MANAGERS),
         ],

@@ -4,6 +4,10 @@ The OAuth ``state`` is random, kept in the signed session with the business, the
 technician it was started for; the callback accepts only that exact state from that same session
 (so a state from another session, business or user stores nothing). Pushes are authenticated by
 channel id and secret token (RELIABILITY §4; G3).
+
+A technician connects their own account from their phone (app/web/google_tech.py): the same start and
+the same callback (one redirect URI at Google), marked ``origin: "tech"`` so the callback checks the
+technician is still the one linked to this login and sends them back to their own page.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from flask import current_app, flash, g, jsonify, redirect, request, session, url_for
+from flask import abort, current_app, flash, g, jsonify, redirect, request, session, url_for
 from flask_login import current_user
 from sqlalchemy import text
 
@@ -22,7 +26,7 @@ from app.calendar import services as gcal
 from app.errors import FielddayError, NotFound, ValidationFailed
 from app.extensions import csrf, db, limiter
 from app.urls import app_url
-from app.web.dashboard import bp
+from app.web.dashboard import EVERYONE, MANAGERS, bp, roles
 from app.web.webhooks import bp as webhooks_bp
 from tenants.context import tenant_context
 
@@ -38,12 +42,19 @@ class StateMismatch(FielddayError):
         "Start again from Integrations."
     )
 
+    def __init__(self, message: str | None = None, *, field: str | None = None):
+        if message is None and current_user.is_authenticated and current_user.role not in MANAGERS:
+            message = self.message.replace("from Integrations", "from My calendar")
+        super().__init__(message, field=field)
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _back():
+def _back(origin: str = "integrations"):
+    if origin == "tech":
+        return redirect(url_for("dashboard.my_calendar"))
     return redirect(url_for("dashboard.integrations") + "#google")
 
 
@@ -107,6 +118,12 @@ def google_connect():
         from app.booking.services import get_technician
 
         get_technician(technician_id)
+    return start_google_connect(technician_id)
+
+
+def start_google_connect(technician_id: uuid.UUID | None, *, origin: str = "integrations"):
+    """Remember this sign-in in the session (one at a time: a new start replaces an unfinished one) and
+    send the browser to Google's consent page. The caller has checked who may connect ``technician_id``."""
     url, state, verifier = gcal.start_connect(_redirect_uri())
     session[SESSION_KEY] = {
         "state": state,
@@ -114,12 +131,21 @@ def google_connect():
         "tenant": str(g.tenant.id),
         "user": str(current_user.id),
         "technician": str(technician_id) if technician_id else "",
+        "origin": origin,
         "at": int(time.time()),
     }
     return redirect(url, 303)
 
 
+def _own_technician_id() -> uuid.UUID | None:
+    from app.dispatch.eta import technician_for_user
+
+    mine = technician_for_user(current_user.id)
+    return mine.id if mine else None
+
+
 @bp.get("/integrations/google/callback")
+@roles(*EVERYONE)  # a technician's own sign-in ends here too; who may finish what is checked below
 def google_callback():
     started = session.pop(SESSION_KEY, None)
     given = request.args.get("state", "")
@@ -133,13 +159,22 @@ def google_callback():
     ):
         current_app.logger.warning("google oauth callback refused: state mismatch")
         raise StateMismatch()
+    origin = "tech" if started.get("origin") == "tech" else "integrations"
+    technician_id = uuid.UUID(started["technician"]) if started.get("technician") else None
+    if origin == "tech":
+        # Only the technician linked to this login, still linked now (the owner may have changed it).
+        if technician_id is None or technician_id != _own_technician_id():
+            raise NotFound("No such technician.")
+    elif current_user.role not in MANAGERS:
+        abort(403)  # started as an owner or admin, finished after losing that role
     if request.args.get("error"):
         flash("Google Calendar wasn't connected (you cancelled on Google's page).", "info")
-        return _back()
+        return _back(origin)
     code = request.args.get("code", "")
     if not code:
-        raise StateMismatch("Google sent no sign-in code. Start again from Integrations.")
-    technician_id = uuid.UUID(started["technician"]) if started.get("technician") else None
+        raise StateMismatch(
+            "Google sent no sign-in code. Start again from " + ("My calendar." if origin == "tech" else "Integrations.")
+        )
     try:
         conn = gcal.finish_connect(
             g.tenant,
@@ -153,11 +188,18 @@ def google_callback():
     except gcal.ConnectFailed as exc:
         db.session.rollback()
         flash(exc.message, "error")
-        return _back()
-    _audit("google.connected", conn, {"account": conn.account_email})
+        return _back(origin)
+    _audit(
+        "google.connected", conn, {"account": conn.account_email, **({"by": "technician"} if origin == "tech" else {})}
+    )
     db.session.commit()
-    flash(f"Google Calendar connected ({conn.account_email}). Choose which calendars Fieldday uses below.", "success")
-    return _back()
+    if origin == "tech":
+        flash(f"Google Calendar connected ({conn.account_email}). Syncing now.", "success")
+    else:
+        flash(
+            f"Google Calendar connected ({conn.account_email}). Choose which calendars Fieldday uses below.", "success"
+        )
+    return _back(origin)
 
 
 @bp.post("/integrations/google/<uuid:connection_id>/calendars")
