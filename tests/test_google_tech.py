@@ -346,3 +346,21 @@ def test_a_technician_connects_google_on_their_phone(app, crew, new_context, liv
     expect(page.get_by_test_id("my-calendar-status")).to_have_text("Not connected")
     assert connections(app, t) == {}
     assert problems == [], problems  # a CSP violation (inline script or style) would show here
+
+
+def test_the_technicians_buttons_need_the_forms_csrf_token(app, crew, visitor, google_fake):
+    t, f = crew
+    v = login(visitor, t.people["tech0"])
+    finish(v, google_fake.authorize(start(v)))
+    conn = connections(app, t)[f.techs[0]]
+    for path in (
+        "/my-day/calendar/connect",
+        f"/my-day/calendar/{conn.id}/sync",
+        f"/my-day/calendar/{conn.id}/disconnect",
+    ):
+        for data in ({}, {"csrf_token": "forged"}):
+            r = v.post(path, data)
+            assert r.status_code == 400 and "Location" not in r.headers, (path, data, r.status_code)
+    after = connections(app, t)[f.techs[0]]
+    assert (after.id, after.status) == (conn.id, "connected")
+    assert not any(rt["revoked"] for rt in google_fake.refresh_tokens(GOOGLE_USER))

@@ -339,9 +339,10 @@ def _scenario(app, make_tenant, seed_booking):
 
 
 def _customer_links(app, sc) -> list[str]:
-    """The manage, review and quote links Zebulon was sent (site paths)."""
+    """The manage, review, quote, pay and receipt links Zebulon was sent (site paths)."""
     from app.booking.models import Booking
     from app.booking.tokens import make_manage_token
+    from app.payments.tokens import make_pay_token, make_receipt_token
     from app.quotes.models import Quote
     from app.quotes.tokens import make_quote_token
     from app.reviews.tokens import make_review_token
@@ -353,6 +354,8 @@ def _customer_links(app, sc) -> list[str]:
             f"/b/{make_manage_token(sc.a.id, booking.id, booking.token_version)}",
             f"/review/{make_review_token(sc.a.id, booking.id)}",
             f"/q/{make_quote_token(sc.a.id, quote.id, quote.token_version)}",
+            f"/pay/{make_pay_token(sc.a.id, booking.id)}",
+            f"/r/{make_receipt_token(sc.a.id, booking.id)}",
         ]
 
 
@@ -567,11 +570,11 @@ def test_anonymise_removes_every_trace_and_keeps_money_and_reports(
     assert r.status_code == 422 and _customer(app, sc.a, sc.x).anonymised_at is None
     links = _customer_links(app, sc)
     site = visitor(sc.a.host)
-    assert [site.get(link).status_code for link in links] == [200, 200, 200]
+    assert [site.get(link).status_code for link in links] == [200] * 5
     r = v.post(f"/customers/{sc.x}/anonymise", {"csrf_token": token, "confirm": "yes"})
     assert r.status_code == 302
-    # The links we sent him (manage the booking, review it, the quote) add nothing to the record now.
-    assert [site.get(link).status_code for link in links] == [404, 404, 404]
+    # The links we sent him (manage the booking, review it, the quote, pay, receipt) open nothing now.
+    assert [site.get(link).status_code for link in links] == [404] * 5
     assert site.post(links[1], {"csrf_token": "x", "rating": "5", "comment": "Zebulon again"}).status_code in (400, 404)
 
     c = _customer(app, sc.a, sc.x)

@@ -354,6 +354,109 @@ def test_the_template_preview_counts_a_short_link_of_the_real_length(app, make_t
     assert templating.sms_segments(long_text)[1] == 2
 
 
+# --- review fixes ------------------------------------------------------------------------------------
+
+
+def test_a_text_its_dedupe_key_already_sent_leaves_no_short_link(
+    app, make_tenant, seed_booking, twilio_fake, run_jobs, clean_queues
+):
+    """send_pay_link (a job each of Stripe's events may queue again) calls queue_text directly and
+    relies on its dedupe key: the text that doesn't go must leave no short link behind."""
+    from app.booking.models import Booking
+    from app.customers.models import Customer
+    from app.extensions import db
+    from app.messaging.services import queue_text
+    from app.payments.tokens import make_pay_token
+    from app.urls import site_url
+    from tenants.models import Tenant
+
+    t = make_tenant()
+    f = seed_booking(t)
+    texting(app, t, twilio_fake)
+    booking_id = book(app, t, request(f, tomorrow_at(10), phone="+15125550708"))
+    run_jobs()
+    assert len(short_links(app, t)) == 1  # the confirmation's
+    made = []
+    for _ in range(3):
+        with in_tenant(app, t):
+            tenant = db.session.get(Tenant, t.id)
+            booking = db.session.get(Booking, (t.id, booking_id))
+            link = site_url(t.subdomain, f"/pay/{make_pay_token(t.id, booking_id)}")
+            message = queue_text(
+                tenant,
+                db.session.get(Customer, (t.id, booking.customer_id)),
+                "pay_link",
+                f"Pay here: {link}",
+                booking_id=booking_id,
+                dedupe_key=f"pay_link:test-{booking_id}",
+                links=(link,),
+            )
+            made.append(message is not None)
+            db.session.commit()
+    assert made == [True, False, False]
+    run_jobs()
+    (text,) = [m["body"] for m in sent_to(twilio_fake, "+15125550708") if m["body"].startswith("Pay here")]
+    codes = {code for code, *_ in short_links(app, t)}
+    assert len(codes) == 2 and code_in(text, t) in codes
+
+
+def test_anonymising_or_deleting_a_customer_ends_the_short_links_texted_to_them(
+    app, make_tenant, seed_booking, twilio_fake, run_jobs, clean_queues, visitor
+):
+    from app.booking import services as booking_services
+    from app.booking.models import Booking
+    from app.customers import privacy
+    from app.customers.models import Customer
+    from app.extensions import db
+    from tenants.models import Tenant
+
+    t = make_tenant()
+    f = seed_booking(t, techs=3)
+    texting(app, t, twilio_fake)
+    phones = {"anonymised": "+15125550709", "deleted": "+15125550710", "kept": "+15125550711"}
+    ids = {who: book(app, t, request(f, tomorrow_at(10), phone=phone)) for who, phone in phones.items()}
+    run_jobs()
+    codes = {who: code_in(sent_to(twilio_fake, phone)[0]["body"], t) for who, phone in phones.items()}
+    site = visitor(t.host)
+    assert all(site.get(f"/l/{c}").status_code == 302 for c in codes.values())
+
+    now = datetime.now(UTC)
+    with in_tenant(app, t):
+        tenant = db.session.get(Tenant, t.id)
+        customers = {}
+        for who in ("anonymised", "deleted"):  # nothing upcoming, or neither would be allowed
+            bk = db.session.get(Booking, (t.id, ids[who]))
+            booking_services.cancel_booking(tenant, bk, actor_type="user", now=now)
+            customers[who] = bk.customer_id
+        db.session.commit()
+        privacy.anonymise_customer(
+            tenant, db.session.get(Customer, (t.id, customers["anonymised"])), actor_id=None, now=now
+        )
+        privacy.schedule_deletion(db.session.get(Customer, (t.id, customers["deleted"])), actor_id=None, now=now)
+        db.session.commit()
+        assert privacy.purge_customer(customers["deleted"], now=now + privacy.GRACE + timedelta(minutes=1))
+        db.session.commit()
+
+    for who in ("anonymised", "deleted"):
+        r = site.get(f"/l/{codes[who]}")
+        assert r.status_code == 404 and "Location" not in r.headers, who
+        assert 'data-testid="short-link-unknown"' in r.get_data(as_text=True)
+    assert site.get(f"/l/{codes['kept']}").status_code == 302  # another customer's link is untouched
+    assert {code for code, *_ in short_links(app, t)} >= {codes["kept"]}
+    assert not {codes["anonymised"], codes["deleted"]} & {code for code, *_ in short_links(app, t)}
+
+
+def test_head_and_odd_codes_never_500(app, make_tenant, visitor):
+    t = make_tenant()
+    code = make_link(app, t, "/book", now=datetime.now(UTC))
+    site = visitor(t.host)
+    r = site.request("HEAD", f"/l/{code}")
+    assert r.status_code == 302 and r.headers["Location"] == "/book"
+    assert site.get(f"/l/{code.swapcase()}").status_code == 404  # codes are case-sensitive
+    for odd in ["x" * 5000, "%00" * 10, "%E2%80%AE" + code, "١٢٣٤٥٦٧٨٩٠", code + "%20"]:
+        assert site.get(f"/l/{odd}").status_code == 404, odd
+
+
 # --- in a browser ------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ payments / refunds          kept; staff notes and refund       kept (tax records
                             reasons scrubbed of the person
 messages                    bodies, subjects and addresses     deleted
                             removed (rows kept: SMS counts)
+short_links                 those in our texts to them deleted same (before the texts go)
 reviews                     author renamed, comment and        deleted
                             reply removed (ratings kept)
 quote_requests (+ photos)   text removed; photos deleted       deleted (photos first)
@@ -604,6 +605,7 @@ def _anonymise(customer: Customer, *, now: datetime) -> Erasure:
     result.photos_deleted = delete_photo_objects(customer)
 
     # Messages first: the scope matches loose texts by the phone number we are about to remove.
+    _drop_short_links(customer)
     for m in db.session.scalars(select(Message).where(_message_scope(customer))):
         m.body, m.subject, m.error_message = REMOVED, None, None
         if m.direction == "out":
@@ -669,6 +671,28 @@ def _anonymise(customer: Customer, *, now: datetime) -> Erasure:
     _rewrite_google_events(customer.tenant_id, booking_ids)
     db.session.flush()
     return result
+
+
+def _drop_short_links(customer: Customer) -> None:
+    """The short links our texts to them carried (app/links): each opens one of their pages (manage,
+    pay, receipt, review, quote), and the text that held it is about to go. Found by the codes in
+    those texts, so an old link now answers "we couldn't find that link"."""
+    from app.links.models import ShortLink
+    from app.links.services import CODE_RE
+
+    bodies = db.session.scalars(
+        select(Message.body).where(_message_scope(customer), Message.direction == "out", Message.channel == "sms")
+    )
+    codes = {c for body in bodies for c in _SHORT_CODE.findall(body or "") if CODE_RE.fullmatch(c)}
+    if codes:
+        db.session.execute(
+            ShortLink.__table__.delete().where(
+                ShortLink.tenant_id == customer.tenant_id, ShortLink.code.in_(sorted(codes))
+            )
+        )
+
+
+_SHORT_CODE = re.compile(r"/l/([0-9A-Za-z]{10,32})(?![0-9A-Za-z])")
 
 
 def _scrub_route_plans(booking_ids: list[uuid.UUID], needles: list[str]) -> None:
@@ -906,6 +930,7 @@ def purge_customer(customer_id: uuid.UUID, *, now: datetime) -> Erasure | None:
         if count:
             deleted[model.__tablename__] = deleted.get(model.__tablename__, 0) + count
 
+    _drop_short_links(customer)  # found through the texts, which go next
     _delete(Message, Message.tenant_id == customer.tenant_id, _message_scope(customer))
     _delete(Review, Review.tenant_id == customer.tenant_id, _review_scope(customer, booking_ids))
     _delete(Quote, Quote.tenant_id == customer.tenant_id, Quote.customer_id == customer.id)

@@ -94,24 +94,39 @@ def queue_text(
         return None
     if sms_left(tenant) <= 0:
         raise QuotaReached(sms_quota_text(tenant))
-    if links:  # only now that the text will go: a text that doesn't go makes no short links
-        from app.links.services import shorten_in
 
-        body = shorten_in(tenant, body, links)
-    message = Message(
-        tenant_id=tenant.id,
-        customer_id=customer.id,
-        booking_id=booking_id,
-        direction="out",
-        kind=kind,
-        body=body[:1600],
-        to_addr=customer.phone,
-        from_addr=tenant.sms_number,
-        status="queued",
-        dedupe_key=dedupe_key,
-        sent_by=sent_by,
-    )
-    return _into_outbox(message, send=True)
+    def text(body: str) -> Message:
+        return Message(
+            tenant_id=tenant.id,
+            customer_id=customer.id,
+            booking_id=booking_id,
+            direction="out",
+            kind=kind,
+            body=body[:1600],
+            to_addr=customer.phone,
+            from_addr=tenant.sms_number,
+            status="queued",
+            dedupe_key=dedupe_key,
+            sent_by=sent_by,
+        )
+
+    if not links:
+        return _into_outbox(text(body), send=True)
+    from app.links.services import shorten_in
+
+    # The short links and the outbox row stand or fall together: a text whose dedupe key was used
+    # before (send_pay_link runs again per Stripe event; two sweeps racing) leaves no short link behind.
+    savepoint = db.session.begin_nested()
+    try:
+        message = _into_outbox(text(shorten_in(tenant, body, links)), send=True)
+    except BaseException:
+        savepoint.rollback()
+        raise
+    if message is None:
+        savepoint.rollback()
+    else:
+        savepoint.commit()
+    return message
 
 
 class QuotaReached(Exception):

@@ -401,9 +401,12 @@ def _pay_booking(token: str, *, for_update: bool = False):
     if tenant_id != g.tenant.id:
         abort(404)
     try:
-        return booking_services.get_booking(booking_id, for_update=for_update)
+        booking = booking_services.get_booking(booking_id, for_update=for_update)
     except FielddayError:
         abort(404)
+    if booking.customer.anonymised_at is not None:  # the person was removed: old links open nothing
+        abort(404)
+    return booking
 
 
 @bp.get("/pay/<token>")
@@ -484,6 +487,8 @@ def receipt(token: str):
     try:
         booking = booking_services.get_booking(booking_id)
     except FielddayError:
+        abort(404)
+    if booking.customer.anonymised_at is not None:  # the person was removed: old links open nothing
         abort(404)
     rows = [p for p in payments.payments_for(booking) if p.status == "succeeded"]
     return render_template(
