@@ -107,6 +107,9 @@ def demo_load():
                 stripe_note = f" (Stripe stand-in not reachable: {exc}; deposits off)"
             # After the demo week is booked, so its bookings don't each text a confirmation.
             texts_note = _demo_texts(tenant)
+            from app.demo import load_quotes
+
+            load_quotes(tenant, owner.id)  # after texts: the quote's link goes out like a real one
         db.session.commit()
         click.echo(f"  {spec['subdomain']}: created{stripe_note}{texts_note}")
 

@@ -201,3 +201,52 @@ def assign_twilio_standin_number(tenant) -> str | None:
         return None
     tenant.sms_number = number
     return number
+
+
+def load_quotes(tenant, owner_id, *, now: datetime | None = None) -> int:
+    """A sent quote with two tiers and an optional add-on for a demo customer, so Quotes has
+    something to open and the customer's link (texted through the stand-in when texts are on)
+    can be accepted. Returns how many quotes were sent (0 when no demo customer was found)."""
+    from app.customers import services as customer_services
+    from app.quotes import services as quotes
+
+    now = now or datetime.now(UTC)
+    name, phone, _street, (size, *_car) = CUSTOMERS[0]
+    customer = customer_services.find_by_phone(phone)
+    if customer is None or not customer.vehicles or not customer.addresses:
+        return 0
+    packages = {p.name: p for p in catalog.list_packages(active_only=True)}
+    full, pet = packages.get("Full detail"), packages.get("Pet hair removal")
+    if full is None:
+        return 0
+    quote = quotes.create_quote(
+        tenant,
+        customer=customer,
+        size_class=customer.vehicles[0].size_class,
+        vehicle_id=customer.vehicles[0].id,
+        address_id=customer.addresses[0].id,
+        actor_id=owner_id,
+        now=now,
+    )
+    quotes.add_catalog_line(quote, full.id, {"tier": "Good"})
+    quotes.add_catalog_line(quote, full.id, {"tier": "Best"})
+    quotes.add_custom_line(
+        quote, {"name": "Paint correction, one stage", "unit_price": "350", "duration_min": "180", "tier": "Best"}
+    )
+    if pet is not None:
+        quotes.add_catalog_line(quote, pet.id, {"optional": "1"})
+    quotes.update_details(
+        tenant,
+        quote,
+        {
+            "title": f"Spring refresh for {name.split()[0]}'s car",
+            "expires_on": quote.expires_on.isoformat(),
+            "discount_kind": "none",
+            "discount_value": "0",
+            "tax_rate": "0",
+            "notes": "We bring water and power. Paint correction removes light swirls; deep scratches stay.",
+        },
+        now=now,
+    )
+    quotes.send_quote(tenant, quote, now=now)
+    return 1

@@ -31,4 +31,13 @@ def test_demo_load_creates_a_real_week(app):
                 ).one()
                 bookings, completed, customers, techs, packages = counts
                 assert bookings >= 10 and completed >= 3 and customers >= 5 and techs >= 1 and packages == 7
+                # A sent quote with Good/Best tiers and an optional add-on, its link texted to the customer.
+                quote = db.session.execute(
+                    text(
+                        "SELECT q.status, count(l.*) FILTER (WHERE l.tier = 'Best'), bool_or(l.optional),"
+                        " (SELECT count(*) FROM messages m WHERE m.kind = 'quote_sent')"
+                        " FROM quotes q JOIN quote_lines l ON l.quote_id = q.id GROUP BY q.tenant_id, q.id, q.status"
+                    )
+                ).all()
+                assert quote == [("sent", 2, True, 1)], quote
         db.session.rollback()
