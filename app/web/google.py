@@ -233,15 +233,20 @@ def google_calendars(connection_id: uuid.UUID):
 
 @bp.post("/integrations/google/<uuid:connection_id>/sync")
 def google_sync_now(connection_id: uuid.UUID):
-    conn = gcal.get_connection(connection_id)
+    sync_and_tell(gcal.get_connection(connection_id))
+    return _back()
+
+
+def sync_and_tell(conn) -> None:
+    """Sync now for a connection (the owner's Integrations or a technician's My calendar): queue
+    the sync and say so, or say why it can't run."""
     try:
         queued = gcal.sync_now(conn, now=_now())
     except gcal.NotConnected as exc:
         flash(exc.message, "error")
-        return _back()
+        return
     db.session.commit()
     flash("Syncing with Google Calendar…" if queued else "A sync is already on its way.", "info")
-    return _back()
 
 
 @bp.post("/integrations/google/<uuid:connection_id>/disconnect")

@@ -24,7 +24,7 @@ from app.calendar.models import GoogleConnection
 from app.errors import NotFound
 from app.extensions import db
 from app.web.dashboard import EVERYONE, bp, roles
-from app.web.google import _allow_consent_redirect, _audit, start_google_connect
+from app.web.google import _allow_consent_redirect, _audit, start_google_connect, sync_and_tell
 
 
 def _now() -> datetime:
@@ -103,14 +103,7 @@ def my_calendar_connect():
 @bp.post("/my-day/calendar/<uuid:connection_id>/sync")
 @roles(*EVERYONE)
 def my_calendar_sync(connection_id: uuid.UUID):
-    conn = _my_connection(connection_id)
-    try:
-        queued = gcal.sync_now(conn, now=_now())
-    except gcal.NotConnected as exc:
-        flash(exc.message, "error")
-        return _back()
-    db.session.commit()
-    flash("Syncing with Google Calendar…" if queued else "A sync is already on its way.", "info")
+    sync_and_tell(_my_connection(connection_id))
     return _back()
 
 
