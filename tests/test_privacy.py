@@ -396,7 +396,10 @@ def _dump(superuser_conn, tenant_id) -> str:
     assert {"customers", "messages", "route_plans", "stripe_events", "booking_events"} <= set(tables)
     parts = [str(superuser_conn.execute("SELECT t::text FROM tenants t WHERE id = %s", (tenant_id,)).fetchone()[0])]
     for table in tables:
-        rows = superuser_conn.execute(f"SELECT t::text FROM {table} t WHERE tenant_id = %s", (tenant_id,)).fetchall()
+        # Ordered: an autoanalyze between two dumps can switch the plan (seq scan / index scan) and the order.
+        rows = superuser_conn.execute(
+            f"SELECT t::text FROM {table} t WHERE tenant_id = %s ORDER BY 1", (tenant_id,)
+        ).fetchall()
         parts += [f"{table}: {r[0]}" for r in rows]
     return "\n".join(parts)
 
