@@ -390,12 +390,14 @@ def pay_deposit(token: str):
     return _to_deposit_checkout(booking, token)
 
 
-def _pay_booking(token: str, *, for_update: bool = False):
+def _pay_booking(token: str, *, for_update: bool = False, receipt: bool = False):
+    """The booking a pay link (or, with ``receipt``, a receipt link) names on this site; 404 otherwise."""
     from app.payments import tokens as pay_tokens
 
     g.referrer_policy = "no-referrer"
+    read = pay_tokens.read_receipt_token if receipt else pay_tokens.read_pay_token
     try:
-        tenant_id, booking_id = pay_tokens.read_pay_token(token)
+        tenant_id, booking_id = read(token)
     except FielddayError:
         abort(404)
     if tenant_id != g.tenant.id:
@@ -477,19 +479,7 @@ def receipt(token: str):
     from app.payments import services as payments
     from app.payments import tokens as pay_tokens
 
-    g.referrer_policy = "no-referrer"
-    try:
-        tenant_id, booking_id = pay_tokens.read_receipt_token(token)
-    except FielddayError:
-        abort(404)
-    if tenant_id != g.tenant.id:
-        abort(404)
-    try:
-        booking = booking_services.get_booking(booking_id)
-    except FielddayError:
-        abort(404)
-    if booking.customer.anonymised_at is not None:  # the person was removed: old links open nothing
-        abort(404)
+    booking = _pay_booking(token, receipt=True)
     rows = [p for p in payments.payments_for(booking) if p.status == "succeeded"]
     return render_template(
         "site/receipt.html",
